@@ -1,0 +1,147 @@
+# webmon's Makefile. `make help` lists the targets.
+
+VERSION ?= dev
+COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+IMG ?= ghcr.io/webmon-dev/webmon:$(VERSION)
+
+# Setting SHELL to bash allows bash commands to be executed by recipes.
+SHELL = /usr/bin/env bash -o pipefail
+.SHELLFLAGS = -ec
+
+GOFLAGS_BUILD := -trimpath -ldflags "-s -w \
+	-X github.com/webmon-dev/webmon/internal/version.Version=$(VERSION) \
+	-X github.com/webmon-dev/webmon/internal/version.Commit=$(COMMIT)"
+
+# Where the local control plane's binaries live (built and cached outside the
+# repository by hack/install-controlplane.sh; versions are pinned in hack/lib.sh).
+TESTBED_ENV = $(shell hack/install-controlplane.sh --print-env)
+
+# Go test flags: -race where affordable, never cached (the tests talk to real servers).
+TEST_FLAGS ?= -race -count=1 -timeout 20m
+
+.PHONY: all
+all: build
+
+##@ General
+
+.PHONY: help
+help: ## Display this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: manifests
+manifests: controller-gen ## Generate the CRDs and RBAC from the Go types and markers.
+	$(CONTROLLER_GEN) rbac:roleName=webmon-operator crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases
+
+.PHONY: generate
+generate: controller-gen ## Generate DeepCopy methods.
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./..."
+
+.PHONY: fmt
+fmt: ## Run go fmt against code.
+	go fmt ./...
+
+.PHONY: vet
+vet: ## Run go vet against code.
+	go vet ./...
+
+.PHONY: lint
+lint: golangci-lint ## Run golangci-lint.
+	$(GOLANGCI_LINT) run
+
+.PHONY: lint-fix
+lint-fix: golangci-lint ## Run golangci-lint and fix what it can.
+	$(GOLANGCI_LINT) run --fix
+
+##@ Test
+
+.PHONY: test
+test: manifests generate fmt vet controlplane-tools ## Run unit, envtest and integration tests (real kube-apiserver, PostgreSQL, Kafka protocol).
+	env $(TESTBED_ENV) hack/with-postgres.sh go test $(TEST_FLAGS) ./...
+
+.PHONY: test-e2e
+test-e2e: controlplane-tools ## Run the end-to-end tests on a full local control plane.
+	env $(TESTBED_ENV) hack/with-postgres.sh go test $(TEST_FLAGS) -v ./test/e2e/...
+
+.PHONY: bench
+bench: ## Run the benchmarks and report them in docs/benchmarks.md.
+	env $(TESTBED_ENV) hack/with-postgres.sh go test -run='^$$' -bench=. -benchmem ./...
+
+##@ Build
+
+.PHONY: build
+build: fmt vet ## Build the webmon binary into bin/.
+	go build $(GOFLAGS_BUILD) -o bin/webmon ./cmd/webmon
+
+.PHONY: run-broker
+run-broker: ## Run the embedded Kafka broker on 127.0.0.1:9092.
+	go run ./cmd/webmon dev-broker --port 9092
+
+##@ Deployment
+
+.PHONY: demo
+demo: ## Run webmon locally: control plane, PostgreSQL, Kafka, operator, sample Websites.
+	@echo "make demo arrives with the Helm chart and local runner (issue 6); until then, 'make test' exercises the test bed." >&2
+	@exit 1
+
+.PHONY: helm-lint
+helm-lint: controlplane-tools ## Lint the Helm chart.
+	@test -d charts/webmon || { echo "charts/webmon arrives with the Helm chart (issue 6)" >&2; exit 1; }
+	env $(TESTBED_ENV) sh -c '$$WEBMON_HELM lint charts/webmon'
+
+.PHONY: install
+install: manifests ## Install the CRDs into the cluster of the current kubeconfig.
+	env $(TESTBED_ENV) sh -c '$$WEBMON_K8S_BIN/kubectl apply --server-side -f config/crd/bases'
+
+.PHONY: uninstall
+uninstall: manifests ## Remove the CRDs from the cluster of the current kubeconfig.
+	env $(TESTBED_ENV) sh -c '$$WEBMON_K8S_BIN/kubectl delete --ignore-not-found -f config/crd/bases'
+
+##@ Dependencies
+
+## Location to install dependencies to
+LOCALBIN ?= $(shell pwd)/bin
+$(LOCALBIN):
+	mkdir -p $(LOCALBIN)
+
+## Tool Binaries
+CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
+GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint
+
+## Tool Versions
+CONTROLLER_TOOLS_VERSION ?= v0.23.0
+GOLANGCI_LINT_VERSION ?= v2.15.0
+
+.PHONY: tools
+tools: controller-gen golangci-lint controlplane-tools ## Install every tool the project needs (cached; a second run does nothing).
+
+.PHONY: controlplane-tools
+controlplane-tools: ## Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, helm and kwok (cached outside the repo).
+	hack/install-controlplane.sh
+
+.PHONY: controller-gen
+controller-gen: $(CONTROLLER_GEN) ## Download controller-gen locally if necessary.
+$(CONTROLLER_GEN): $(LOCALBIN)
+	$(call go-install-tool,$(CONTROLLER_GEN),sigs.k8s.io/controller-tools/cmd/controller-gen,$(CONTROLLER_TOOLS_VERSION))
+
+.PHONY: golangci-lint
+golangci-lint: $(GOLANGCI_LINT) ## Download golangci-lint locally if necessary.
+$(GOLANGCI_LINT): $(LOCALBIN)
+	$(call go-install-tool,$(GOLANGCI_LINT),github.com/golangci/golangci-lint/v2/cmd/golangci-lint,$(GOLANGCI_LINT_VERSION))
+
+# go-install-tool will 'go install' any package with custom target and name of binary, if it doesn't exist
+# $1 - target path with name of binary
+# $2 - package url which can be installed
+# $3 - specific version of package
+define go-install-tool
+@[ -f "$(1)-$(3)" ] && [ "$$(readlink -- "$(1)" 2>/dev/null)" = "$(1)-$(3)" ] || { \
+set -e; \
+package=$(2)@$(3) ;\
+echo "Downloading $${package}" ;\
+rm -f "$(1)" ;\
+GOBIN="$(LOCALBIN)" go install $${package} ;\
+mv "$(LOCALBIN)/$$(basename "$(1)")" "$(1)-$(3)" ;\
+} ;\
+ln -sf "$$(realpath "$(1)-$(3)")" "$(1)"
+endef

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"errors"
+
+	"github.com/spf13/cobra"
+)
+
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "webmon",
+		Short: "A Kubernetes-native website monitor",
+		Long: `webmon checks the URLs declared in Website objects at their interval and
+summarises the results into each Website's status.
+
+Its components are subcommands of this one binary.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(
+		newOperatorCommand(),
+		newSchedulerCommand(),
+		newCheckerCommand(),
+		newMigrateCommand(),
+		newDevBrokerCommand(),
+		newVersionCommand(),
+	)
+	return root
+}
+
+// errNotImplemented is what the subcommands whose issues have not landed yet
+// return, so that nothing pretends to work.
+var errNotImplemented = errors.New("not implemented yet")
+
+func newOperatorCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "operator",
+		Short: "Reconcile Websites: assign shards and run a scheduler Deployment per shard",
+		Args:  cobra.NoArgs,
+		RunE:  func(*cobra.Command, []string) error { return errNotImplemented },
+	}
+}
+
+func newSchedulerCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "scheduler",
+		Short: "Publish a check task to Kafka for every URL of one shard at its interval",
+		Args:  cobra.NoArgs,
+		RunE:  func(*cobra.Command, []string) error { return errNotImplemented },
+	}
+}
+
+func newCheckerCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "checker",
+		Short: "Consume check tasks, probe the URLs, store results and summarise them into status",
+		Args:  cobra.NoArgs,
+		RunE:  func(*cobra.Command, []string) error { return errNotImplemented },
+	}
+}
+
+func newMigrateCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply the PostgreSQL schema migrations",
+		Args:  cobra.NoArgs,
+		RunE:  func(*cobra.Command, []string) error { return errNotImplemented },
+	}
+}
