@@ -25,7 +25,7 @@ type WebsiteSpec struct {
 // WebsiteURL is an absolute http:// or https:// URL.
 // +kubebuilder:validation:MinLength=8
 // +kubebuilder:validation:MaxLength=2048
-// +kubebuilder:validation:XValidation:rule="isURL(self) && (url(self).getScheme() == 'http' || url(self).getScheme() == 'https') && url(self).getHostname() != ''",message="must be an absolute http:// or https:// URL with a host, such as https://shop.example.com/health"
+// +kubebuilder:validation:XValidation:rule="isURL(self) && (url(self).getScheme() == 'http' || url(self).getScheme() == 'https') && url(self).getHostname() != ”",message="must be an absolute http:// or https:// URL with a host, such as https://shop.example.com/health"
 type WebsiteURL string
 
 // WebsiteState is the summary of a Website's last checks.
