@@ -74,6 +74,10 @@ bench: ## Run the benchmarks and report them in docs/benchmarks.md.
 build: fmt vet ## Build the webmon binary into bin/.
 	go build $(GOFLAGS_BUILD) -o bin/webmon ./cmd/webmon
 
+.PHONY: controlplane
+controlplane: controlplane-tools ## Run a local control plane (etcd, apiserver, controllers, kwok node) until Ctrl-C.
+	env $(TESTBED_ENV) go run ./hack/controlplane --dir $${TMPDIR:-/tmp}/webmon-controlplane
+
 .PHONY: run-broker
 run-broker: ## Run the embedded Kafka broker on 127.0.0.1:9092.
 	go run ./cmd/webmon dev-broker --port 9092

@@ -19,13 +19,17 @@ type WebsiteSpec struct {
 	// +optional
 	// +kubebuilder:default="60s"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('5s')",message="interval must be at least 5s"
-	Interval metav1.Duration `json:"interval,omitempty"`
+	Interval metav1.Duration `json:"interval,omitzero"`
 }
+
+// The URL rule tests the host's size rather than compare it with an empty
+// string literal: gofmt turns two single quotes in a doc comment into a
+// typographic quote, which CEL cannot parse.
 
 // WebsiteURL is an absolute http:// or https:// URL.
 // +kubebuilder:validation:MinLength=8
 // +kubebuilder:validation:MaxLength=2048
-// +kubebuilder:validation:XValidation:rule="isURL(self) && (url(self).getScheme() == 'http' || url(self).getScheme() == 'https') && url(self).getHostname() != ”",message="must be an absolute http:// or https:// URL with a host, such as https://shop.example.com/health"
+// +kubebuilder:validation:XValidation:rule="isURL(self) && (url(self).getScheme() == 'http' || url(self).getScheme() == 'https') && size(url(self).getHostname()) > 0",message="must be an absolute http:// or https:// URL with a host, such as https://shop.example.com/health"
 type WebsiteURL string
 
 // WebsiteState is the summary of a Website's last checks.

@@ -1,0 +1,46 @@
+// Command controlplane runs a full local Kubernetes control plane (etcd,
+// kube-apiserver, kube-controller-manager, kube-scheduler, kwok with one fake
+// node) in the foreground until interrupted, then stops it in order.
+//
+//	go run ./hack/controlplane --dir /tmp/webmon-cp
+//	export KUBECONFIG=/tmp/webmon-cp/kubeconfig
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/webmon-dev/webmon/test/testbed/controlplane"
+)
+
+func main() {
+	dir := flag.String("dir", filepath.Join(os.TempDir(), "webmon-controlplane"), "folder for state, logs and the kubeconfig")
+	flag.Parse()
+	if err := run(*dir); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+func run(dir string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// A fresh state each time: etcd data from an earlier run would carry
+	// objects signed by that run's keys.
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	cp, err := controlplane.Start(ctx, controlplane.Options{Dir: dir, Log: os.Stderr})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("export KUBECONFIG=%s\n", cp.Kubeconfig)
+	fmt.Fprintln(os.Stderr, "control plane running; logs in", filepath.Join(dir, "logs"), "- Ctrl-C stops it")
+	<-ctx.Done()
+	return cp.Stop()
+}
