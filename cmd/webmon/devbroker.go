@@ -26,7 +26,9 @@ without --data-dir, keeps every message in memory.`,
 				return err
 			}
 			defer broker.Close()
-			fmt.Fprintf(cmd.OutOrStdout(), "embedded Kafka broker listening on %s\n", strings.Join(broker.Addrs(), ","))
+			if _, err := fmt.Fprintf(cmd.OutOrStdout(), "embedded Kafka broker listening on %s\n", strings.Join(broker.Addrs(), ",")); err != nil {
+				return err
+			}
 			<-cmd.Context().Done()
 			return nil
 		},

@@ -129,7 +129,7 @@ func TestConsumerGroupOfTwo(t *testing.T) {
 	}
 
 	deadline := time.After(60 * time.Second)
-	for !(seen.count() == messages && handlers[0].hadClaims() && handlers[1].hadClaims()) {
+	for seen.count() != messages || !handlers[0].hadClaims() || !handlers[1].hadClaims() {
 		select {
 		case <-deadline:
 			t.Fatalf("after 60s: %d of %d messages consumed; member claims: %v, %v",

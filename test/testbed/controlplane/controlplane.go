@@ -163,7 +163,7 @@ func (cp *ControlPlane) Kubectl(ctx context.Context, args ...string) ([]byte, er
 }
 
 func (cp *ControlPlane) step(format string, args ...any) {
-	fmt.Fprintf(cp.log, "controlplane: "+format+"\n", args...)
+	_, _ = fmt.Fprintf(cp.log, "controlplane: "+format+"\n", args...)
 }
 
 func (cp *ControlPlane) start(name string, args ...string) (*process, error) {
@@ -178,7 +178,7 @@ func (cp *ControlPlane) start(name string, args ...string) (*process, error) {
 
 type pkiFiles struct {
 	caCert, servingCert, servingKey, saKey, saPub, tokens string
-	token                                                string
+	token                                                 string
 }
 
 func (cp *ControlPlane) writePKI() (pkiFiles, error) {
@@ -361,7 +361,7 @@ func (cp *ControlPlane) waitForNodeAndServiceAccount(ctx context.Context) error 
 func (cp *ControlPlane) checkAlive() error {
 	for _, p := range cp.procs {
 		if p.exited() {
-			return fmt.Errorf("%s exited (%v); its log ends:\n%s", p.name, p.err, p.logTail())
+			return fmt.Errorf("%s exited (%w); its log ends:\n%s", p.name, p.err, p.logTail())
 		}
 	}
 	return nil
@@ -380,7 +380,7 @@ func nodeReady(n *corev1.Node) bool {
 func waitFor(ctx context.Context, p *process, what string, cond wait.ConditionWithContextFunc) error {
 	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		if p.exited() {
-			return false, fmt.Errorf("%s exited (%v); its log ends:\n%s", p.name, p.err, p.logTail())
+			return false, fmt.Errorf("%s exited (%w); its log ends:\n%s", p.name, p.err, p.logTail())
 		}
 		return cond(ctx)
 	})
@@ -400,7 +400,7 @@ func httpOK(ctx context.Context, url string) (bool, error) {
 	if err != nil {
 		return false, nil
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	return resp.StatusCode == http.StatusOK, nil
 }
 
@@ -414,7 +414,7 @@ func freePorts(n int) ([]int, error) {
 		if err != nil {
 			return nil, err
 		}
-		defer l.Close()
+		defer func() { _ = l.Close() }()
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil

@@ -35,13 +35,13 @@ func startProcess(name, logDir, bin string, args ...string) (*process, error) {
 		Pdeathsig: syscall.SIGKILL,
 	}
 	if err := cmd.Start(); err != nil {
-		out.Close()
+		_ = out.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	p := &process{name: name, cmd: cmd, logFile: logFile, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
-		out.Close()
+		_ = out.Close()
 		close(p.done)
 	}()
 	return p, nil

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/webmon-dev/webmon/internal/kafka"
+)
+
+func run(ctx context.Context, args ...string) (string, error) {
+	cmd := newRootCommand()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(ctx)
+	return out.String(), err
+}
+
+func TestVersion(t *testing.T) {
+	out, err := run(t.Context(), "version")
+	if err != nil || !strings.HasPrefix(out, "webmon dev (commit ") {
+		t.Errorf("webmon version = %q, %v; want it to start with %q", out, err, "webmon dev (commit ")
+	}
+}
+
+// The components whose issues have not landed must fail, not pretend.
+func TestUnimplementedCommandsFail(t *testing.T) {
+	for _, name := range []string{"operator", "scheduler", "checker", "migrate"} {
+		if _, err := run(t.Context(), name); !errors.Is(err, errNotImplemented) {
+			t.Errorf("webmon %s: err = %v, want %v", name, err, errNotImplemented)
+		}
+	}
+}
+
+func TestDevBrokerServesKafka(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	out := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		cmd := newRootCommand()
+		w := &lineWriter{lines: out}
+		cmd.SetOut(w)
+		cmd.SetArgs([]string{"dev-broker", "--port", "0"})
+		done <- cmd.ExecuteContext(ctx)
+	}()
+	var line string
+	select {
+	case line = <-out:
+	case err := <-done:
+		t.Fatalf("dev-broker exited early: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("dev-broker printed nothing within 10s")
+	}
+	addr := strings.TrimSpace(strings.TrimPrefix(line, "embedded Kafka broker listening on "))
+
+	cfg := kafka.Config{Brokers: []string{addr}}
+	sc, err := cfg.Sarama()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := sarama.NewClient(cfg.Brokers, sc)
+	if err != nil {
+		t.Fatalf("connecting to %s: %v", addr, err)
+	}
+	if n := len(client.Brokers()); n != 1 {
+		t.Errorf("dev broker reports %d brokers, want 1", n)
+	}
+	client.Close()
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("dev-broker returned %v after cancellation", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("dev-broker did not stop within 10s of cancellation")
+	}
+}
+
+type lineWriter struct{ lines chan<- string }
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	select {
+	case w.lines <- string(p):
+	default:
+	}
+	return len(p), nil
+}
