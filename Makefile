@@ -32,7 +32,7 @@ help: ## Display this help.
 
 .PHONY: manifests
 manifests: controller-gen ## Generate the CRDs and RBAC from the Go types and markers.
-	$(CONTROLLER_GEN) rbac:roleName=webmon-operator crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=webmon-operator crd paths="./..." output:crd:artifacts:config=config/crd/bases
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods.
@@ -65,7 +65,7 @@ test-e2e: controlplane-tools ## Run the end-to-end tests on a full local control
 	env $(TESTBED_ENV) hack/with-postgres.sh go test $(TEST_FLAGS) -v ./test/e2e/...
 
 .PHONY: bench
-bench: ## Run the benchmarks and report them in docs/benchmarks.md.
+bench: ## Run the Go benchmarks (the scale harness and docs/benchmarks.md come with their issues).
 	env $(TESTBED_ENV) hack/with-postgres.sh go test -run='^$$' -bench=. -benchmem ./...
 
 ##@ Build
@@ -73,6 +73,13 @@ bench: ## Run the benchmarks and report them in docs/benchmarks.md.
 .PHONY: build
 build: fmt vet ## Build the webmon binary into bin/.
 	go build $(GOFLAGS_BUILD) -o bin/webmon ./cmd/webmon
+
+##@ Run locally
+
+.PHONY: demo
+demo: ## Run webmon locally: control plane, PostgreSQL, Kafka, operator, sample Websites.
+	@echo "make demo arrives with the Helm chart and local runner (issue 6); until then, 'make test' exercises the test bed." >&2
+	@exit 1
 
 .PHONY: controlplane
 controlplane: controlplane-tools ## Run a local control plane (etcd, apiserver, controllers, kwok node) until Ctrl-C.
@@ -83,11 +90,6 @@ run-broker: ## Run the embedded Kafka broker on 127.0.0.1:9092.
 	go run ./cmd/webmon dev-broker --port 9092
 
 ##@ Deployment
-
-.PHONY: demo
-demo: ## Run webmon locally: control plane, PostgreSQL, Kafka, operator, sample Websites.
-	@echo "make demo arrives with the Helm chart and local runner (issue 6); until then, 'make test' exercises the test bed." >&2
-	@exit 1
 
 .PHONY: helm-lint
 helm-lint: controlplane-tools ## Lint the Helm chart.

@@ -35,15 +35,15 @@ mkdir -p "$WEBMON_CACHE"
 exec 9>"$WEBMON_CACHE/.install.lock"
 flock 9
 
-# fresh NAME STAMP-FILE STAMP: is the cached build of NAME current?
-fresh() { [ -f "$2" ] && [ "$(cat "$2")" = "$3" ]; }
+# fresh BINARY STAMP: was BINARY built from inputs with this stamp?
+fresh() { [ -x "$1" ] && [ -f "$1.stamp" ] && [ "$(cat "$1.stamp")" = "$2" ]; }
 
 build_etcd() {
   local stamp; stamp=$(stamp_of "$WEBMON_ROOT"/hack/tools/etcd/go.{mod,sum} "$WEBMON_ROOT"/hack/tools/etcd/main.go)
-  fresh etcd "$K8S_DIR/.etcd.stamp" "$stamp" && [ -x "$K8S_DIR/etcd" ] && return
+  fresh "$K8S_DIR/etcd" "$stamp" && return
   log "building etcd $ETCD_VERSION (cold: ~1 min)"
   timed go -C "$WEBMON_ROOT/hack/tools/etcd" build -trimpath -o "$K8S_DIR/etcd" .
-  echo "$stamp" >"$K8S_DIR/.etcd.stamp"
+  echo "$stamp" >"$K8S_DIR/etcd.stamp"
 }
 
 build_kubernetes() {
@@ -56,7 +56,7 @@ build_kubernetes() {
   done
   local cmd
   for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
-    fresh "$cmd" "$K8S_DIR/.$cmd.stamp" "$stamp" && [ -x "$K8S_DIR/$cmd" ] && continue
+    fresh "$K8S_DIR/$cmd" "$stamp" && continue
     case $cmd in
       kube-apiserver) log "building kube-apiserver $KUBERNETES_VERSION (cold: ~5 min, 2.4 GB of memory)" ;;
       kube-controller-manager) log "building kube-controller-manager $KUBERNETES_VERSION (cold: ~2 min)" ;;
@@ -64,7 +64,7 @@ build_kubernetes() {
     esac
     timed go -C "$WEBMON_ROOT/hack/tools/kubernetes" build -trimpath -ldflags "$ldflags" \
       -o "$K8S_DIR/$cmd" "k8s.io/kubernetes/cmd/$cmd"
-    echo "$stamp" >"$K8S_DIR/.$cmd.stamp"
+    echo "$stamp" >"$K8S_DIR/$cmd.stamp"
   done
 }
 

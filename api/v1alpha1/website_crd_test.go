@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
 
 	monitoringv1alpha1 "github.com/webmon-dev/webmon/api/v1alpha1"
 	"github.com/webmon-dev/webmon/test/testbed"
@@ -109,6 +110,33 @@ func TestIntervalDefaultsTo60s(t *testing.T) {
 	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), ws) })
 	if ws.Spec.Interval.Duration != time.Minute {
 		t.Errorf("interval = %v, want the 60s default", ws.Spec.Interval.Duration)
+	}
+}
+
+// TestSamplesAreAccepted creates every sample in config/samples, the files
+// users copy first.
+func TestSamplesAreAccepted(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(testbed.RepoRoot(), "config", "samples", "monitoring_*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no samples found in config/samples (%v)", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ws := &monitoringv1alpha1.Website{}
+			if err := yaml.UnmarshalStrict(b, ws); err != nil {
+				t.Fatal(err)
+			}
+			ws.Name = "sample-" + ws.Name
+			ws.Namespace = "default"
+			if err := k8sClient.Create(t.Context(), ws); err != nil {
+				t.Fatal(err)
+			}
+			_ = k8sClient.Delete(context.Background(), ws)
+		})
 	}
 }
 
