@@ -166,9 +166,13 @@ func (cp *ControlPlane) step(format string, args ...any) {
 	_, _ = fmt.Fprintf(cp.log, "controlplane: "+format+"\n", args...)
 }
 
-func (cp *ControlPlane) start(name string, args ...string) (*process, error) {
+// start runs a Kubernetes server from the cached binaries, or bin if given.
+func (cp *ControlPlane) start(name, bin string, args ...string) (*process, error) {
+	if bin == "" {
+		bin = filepath.Join(cp.tools.K8sBin, name)
+	}
 	cp.step("starting %s", name)
-	p, err := startProcess(name, filepath.Join(cp.Dir, "logs"), filepath.Join(cp.tools.K8sBin, name), args...)
+	p, err := startProcess(name, filepath.Join(cp.Dir, "logs"), bin, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -230,7 +234,7 @@ func (cp *ControlPlane) writePKI() (pkiFiles, error) {
 
 func (cp *ControlPlane) startEtcd(ctx context.Context, clientURL string, peerPort int) error {
 	peerURL := "http://127.0.0.1:" + strconv.Itoa(peerPort)
-	p, err := cp.start("etcd",
+	p, err := cp.start("etcd", "",
 		"--name", "local",
 		"--data-dir", filepath.Join(cp.Dir, "etcd"),
 		"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
@@ -247,7 +251,7 @@ func (cp *ControlPlane) startEtcd(ctx context.Context, clientURL string, peerPor
 
 func (cp *ControlPlane) startAPIServer(ctx context.Context, f pkiFiles, etcdURL string, port int) error {
 	server := "https://127.0.0.1:" + strconv.Itoa(port)
-	p, err := cp.start("kube-apiserver",
+	p, err := cp.start("kube-apiserver", "",
 		"--etcd-servers", etcdURL,
 		"--bind-address", "127.0.0.1", "--secure-port", strconv.Itoa(port),
 		"--tls-cert-file", f.servingCert, "--tls-private-key-file", f.servingKey,
@@ -288,7 +292,7 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context, f pkiFiles, etcdURL 
 }
 
 func (cp *ControlPlane) startControllers(f pkiFiles, kwokPort int) error {
-	if _, err := cp.start("kube-controller-manager",
+	if _, err := cp.start("kube-controller-manager", "",
 		"--kubeconfig", cp.Kubeconfig,
 		"--controllers", "*",
 		"--leader-elect=false",
@@ -298,7 +302,7 @@ func (cp *ControlPlane) startControllers(f pkiFiles, kwokPort int) error {
 		"--use-service-account-credentials=false"); err != nil {
 		return err
 	}
-	if _, err := cp.start("kube-scheduler",
+	if _, err := cp.start("kube-scheduler", "",
 		"--kubeconfig", cp.Kubeconfig,
 		"--leader-elect=false",
 		"--secure-port=0"); err != nil {
@@ -314,13 +318,8 @@ func (cp *ControlPlane) startControllers(f pkiFiles, kwokPort int) error {
 	for _, stage := range []string{"node-initialize", "node-heartbeat", "pod-ready", "pod-complete", "pod-delete"} {
 		args = append(args, "--config", filepath.Join(cp.tools.KwokStages, stage+".yaml"))
 	}
-	cp.step("starting kwok")
-	p, err := startProcess("kwok", filepath.Join(cp.Dir, "logs"), cp.tools.Kwok, args...)
-	if err != nil {
-		return err
-	}
-	cp.procs = append(cp.procs, p)
-	return nil
+	_, err := cp.start("kwok", cp.tools.Kwok, args...)
+	return err
 }
 
 func (cp *ControlPlane) waitForNodeAndServiceAccount(ctx context.Context) error {
