@@ -320,8 +320,9 @@ func TestPrinterColumns(t *testing.T) {
 	if err := k8sClient.Get(t.Context(), client.ObjectKey{Name: "websites.monitoring.webmon.dev"}, crd); err != nil {
 		t.Fatal(err)
 	}
-	var got []string
-	for _, c := range crd.Spec.Versions[0].AdditionalPrinterColumns {
+	columns := crd.Spec.Versions[0].AdditionalPrinterColumns
+	got := make([]string, 0, len(columns))
+	for _, c := range columns {
 		col := c.Name
 		if c.Priority > 0 {
 			col += " (wide)"
