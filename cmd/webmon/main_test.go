@@ -32,10 +32,36 @@ func TestVersion(t *testing.T) {
 
 // The components whose issues have not landed must fail, not pretend.
 func TestUnimplementedCommandsFail(t *testing.T) {
-	for _, name := range []string{"operator", "scheduler", "checker", "migrate"} {
+	for _, name := range []string{"scheduler", "checker", "migrate"} {
 		if _, err := run(t.Context(), name); !errors.Is(err, errNotImplemented) {
 			t.Errorf("webmon %s: err = %v, want %v", name, err, errNotImplemented)
 		}
+	}
+}
+
+func TestOperatorConfigErrors(t *testing.T) {
+	t.Setenv("POD_NAMESPACE", "")
+	tests := map[string]struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		"no namespace":        {args: []string{"operator"}, want: "--namespace: none given"},
+		"bad env value":       {args: []string{"operator"}, env: map[string]string{"WEBMON_SHARDS": "many"}, want: "$WEBMON_SHARDS"},
+		"three replicas":      {args: []string{"operator", "--namespace=w", "--scheduler-replicas=3"}, want: "want 1, or 2"},
+		"SASL without secret": {args: []string{"operator", "--namespace=w", "--kafka-sasl-mechanism=PLAIN"}, want: "go together"},
+		"bad memory":          {args: []string{"operator", "--namespace=w", "--scheduler-memory-limit=lots"}, want: "--scheduler-memory-limit"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			_, err := run(t.Context(), tc.args...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want one mentioning %q", err, tc.want)
+			}
+		})
 	}
 }
 

@@ -16,6 +16,9 @@ summarises the results into each Website's status.
 Its components are subcommands of this one binary.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return setFlagsFromEnv(cmd.Flags())
+		},
 	}
 	root.AddCommand(
 		newOperatorCommand(),
@@ -31,15 +34,6 @@ Its components are subcommands of this one binary.`,
 // errNotImplemented is what the subcommands whose issues have not landed yet
 // return, so that nothing pretends to work.
 var errNotImplemented = errors.New("not implemented yet")
-
-func newOperatorCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "operator",
-		Short: "Reconcile Websites: assign shards and run a scheduler Deployment per shard",
-		Args:  cobra.NoArgs,
-		RunE:  func(*cobra.Command, []string) error { return errNotImplemented },
-	}
-}
 
 func newSchedulerCommand() *cobra.Command {
 	return &cobra.Command{

@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	monitoringv1alpha1 "github.com/webmon-dev/webmon/api/v1alpha1"
+	"github.com/webmon-dev/webmon/controllers"
+)
+
+type operatorOptions struct {
+	namespace       string
+	ownerDeployment string
+
+	shards         int32
+	checksPerShard float64
+	minShards      int32
+	maxShards      int32
+
+	scheduler     controllers.SchedulerOptions
+	cpuRequest    string
+	memoryRequest string
+	memoryLimit   string
+
+	leaderElect             bool
+	metricsAddr             string
+	probeAddr               string
+	kubeAPIQPS              float32
+	kubeAPIBurst            int
+	maxConcurrentReconciles int
+	zap                     zap.Options
+}
+
+func newOperatorCommand() *cobra.Command {
+	o := &operatorOptions{
+		namespace:      os.Getenv("POD_NAMESPACE"),
+		checksPerShard: 5000,
+		minShards:      1,
+		maxShards:      256,
+		scheduler: controllers.SchedulerOptions{
+			Image:              "ghcr.io/webmon-dev/webmon:latest",
+			Replicas:           1,
+			ServiceAccountName: "webmon-scheduler",
+			Kafka:              controllers.KafkaSettings{Topic: "webmon-tasks"},
+		},
+		cpuRequest:              "100m",
+		memoryRequest:           "128Mi",
+		memoryLimit:             "1Gi",
+		leaderElect:             true,
+		metricsAddr:             ":8080",
+		probeAddr:               ":8081",
+		kubeAPIQPS:              50,
+		kubeAPIBurst:            100,
+		maxConcurrentReconciles: 4,
+		zap:                     zap.Options{Development: false},
+	}
+	cmd := &cobra.Command{
+		Use:   "operator",
+		Short: "Reconcile Websites: assign shards and run a scheduler Deployment per shard",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runOperator(cmd.Context(), o) },
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&o.namespace, "namespace", o.namespace, "namespace of the scheduler Deployments and the leader election Lease (default $POD_NAMESPACE)")
+	fs.StringVar(&o.ownerDeployment, "owner-deployment", o.ownerDeployment, "the operator's own Deployment, made owner of the schedulers so that uninstalling removes them")
+	fs.Int32Var(&o.shards, "shards", o.shards, "fixed number of scheduler shards; 0 plans them from load with --checks-per-shard")
+	fs.Float64Var(&o.checksPerShard, "checks-per-shard", o.checksPerShard, "checks per second one scheduler shard takes, when planning from load")
+	fs.Int32Var(&o.minShards, "min-shards", o.minShards, "fewest shards when planning from load")
+	fs.Int32Var(&o.maxShards, "max-shards", o.maxShards, "most shards when planning from load")
+	fs.StringVar(&o.scheduler.Image, "scheduler-image", o.scheduler.Image, "image of the scheduler pods")
+	fs.StringVar((*string)(&o.scheduler.ImagePullPolicy), "scheduler-image-pull-policy", "IfNotPresent", "pull policy of the scheduler image")
+	fs.Int32Var(&o.scheduler.Replicas, "scheduler-replicas", o.scheduler.Replicas, "scheduler pods per shard: 1, or 2 for a hot standby")
+	fs.StringVar(&o.scheduler.ServiceAccountName, "scheduler-service-account", o.scheduler.ServiceAccountName, "service account of the scheduler pods")
+	fs.StringVar(&o.cpuRequest, "scheduler-cpu-request", o.cpuRequest, "CPU request of a scheduler pod")
+	fs.StringVar(&o.memoryRequest, "scheduler-memory-request", o.memoryRequest, "memory request of a scheduler pod")
+	fs.StringVar(&o.memoryLimit, "scheduler-memory-limit", o.memoryLimit, "memory limit of a scheduler pod")
+	fs.StringSliceVar(&o.scheduler.Kafka.Brokers, "kafka-brokers", nil, "Kafka bootstrap brokers the schedulers publish to, host:port, comma-separated")
+	fs.StringVar(&o.scheduler.Kafka.Topic, "kafka-topic", o.scheduler.Kafka.Topic, "Kafka topic of the check tasks")
+	fs.StringVar(&o.scheduler.Kafka.TLSSecret, "kafka-tls-secret", "", "Secret with ca.crt (and tls.crt, tls.key for mutual TLS) for Kafka; empty means no TLS")
+	fs.StringVar(&o.scheduler.Kafka.SASLMechanism, "kafka-sasl-mechanism", "", "Kafka SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+	fs.StringVar(&o.scheduler.Kafka.SASLSecret, "kafka-sasl-secret", "", "Secret with the Kafka SASL username and password keys")
+	fs.BoolVar(&o.leaderElect, "leader-elect", o.leaderElect, "elect a leader among operator replicas; only it reconciles")
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", o.metricsAddr, "address of the metrics endpoint; 0 disables it")
+	fs.StringVar(&o.probeAddr, "health-probe-bind-address", o.probeAddr, "address of the health probes; 0 disables them")
+	fs.Float32Var(&o.kubeAPIQPS, "kube-api-qps", o.kubeAPIQPS, "queries per second to the Kubernetes API, a shared resource")
+	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", o.kubeAPIBurst, "burst of queries to the Kubernetes API")
+	fs.IntVar(&o.maxConcurrentReconciles, "max-concurrent-reconciles", o.maxConcurrentReconciles, "Websites reconciled at once")
+	zapFlags := flag.NewFlagSet("zap", flag.ContinueOnError)
+	o.zap.BindFlags(zapFlags)
+	fs.AddGoFlagSet(zapFlags)
+	return cmd
+}
+
+func (o *operatorOptions) validate() error {
+	var errs []error
+	if o.namespace == "" {
+		errs = append(errs, errors.New("--namespace: none given and $POD_NAMESPACE is empty"))
+	}
+	if o.shards < 0 || o.minShards < 1 || o.maxShards < o.minShards {
+		errs = append(errs, fmt.Errorf("shards: want --shards >= 0 and 1 <= --min-shards (%d) <= --max-shards (%d)", o.minShards, o.maxShards))
+	}
+	if o.shards == 0 && o.checksPerShard <= 0 {
+		errs = append(errs, errors.New("--checks-per-shard must be positive when --shards is 0"))
+	}
+	if o.scheduler.Replicas < 1 || o.scheduler.Replicas > 2 {
+		errs = append(errs, fmt.Errorf("--scheduler-replicas %d: want 1, or 2 for a hot standby", o.scheduler.Replicas))
+	}
+	if (o.scheduler.Kafka.SASLMechanism == "") != (o.scheduler.Kafka.SASLSecret == "") {
+		errs = append(errs, errors.New("--kafka-sasl-mechanism and --kafka-sasl-secret go together"))
+	}
+	resources, err := o.resources()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	o.scheduler.Resources = resources
+	o.scheduler.Namespace = o.namespace
+	return errors.Join(errs...)
+}
+
+func (o *operatorOptions) resources() (corev1.ResourceRequirements, error) {
+	var errs []error
+	parse := func(flagName, value string) resource.Quantity {
+		q, err := resource.ParseQuantity(value)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--%s %q: %w", flagName, value, err))
+		}
+		return q
+	}
+	r := corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{
+			corev1.ResourceCPU:    parse("scheduler-cpu-request", o.cpuRequest),
+			corev1.ResourceMemory: parse("scheduler-memory-request", o.memoryRequest),
+		},
+		Limits: corev1.ResourceList{corev1.ResourceMemory: parse("scheduler-memory-limit", o.memoryLimit)},
+	}
+	return r, errors.Join(errs...)
+}
+
+func runOperator(ctx context.Context, o *operatorOptions) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zap)))
+	log := ctrl.Log.WithName("operator")
+
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, monitoringv1alpha1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			return err
+		}
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	cfg.QPS, cfg.Burst = o.kubeAPIQPS, o.kubeAPIBurst
+	if o.ownerDeployment != "" {
+		if o.scheduler.Owner, err = ownerReference(ctx, cfg, scheme, o.namespace, o.ownerDeployment); err != nil {
+			return err
+		}
+	}
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:  o.probeAddr,
+		LeaderElection:          o.leaderElect,
+		LeaderElectionID:        "webmon-operator.monitoring.webmon.dev",
+		LeaderElectionNamespace: o.namespace,
+		// The process exits right after: let a successor lead at once.
+		LeaderElectionReleaseOnCancel: true,
+		// The operator needs its own scheduler Deployments only: caching
+		// every Deployment of the cluster would cost memory and RBAC.
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&appsv1.Deployment{}: {
+				Namespaces: map[string]cache.Config{o.namespace: {}},
+				Label:      labels.SelectorFromSet(labels.Set{controllers.ManagedByLabel: "webmon-operator"}),
+			},
+		}},
+	})
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+	plan := controllers.NewShardPlan()
+	if err := (&controllers.ShardReconciler{
+		Client:    mgr.GetClient(),
+		Policy:    controllers.ShardPolicy{Fixed: o.shards, ChecksPerShard: o.checksPerShard, Min: o.minShards, Max: o.maxShards},
+		Scheduler: o.scheduler,
+		Plan:      plan,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the shard controller: %w", err)
+	}
+	if err := (&controllers.WebsiteReconciler{
+		Client:                  mgr.GetClient(),
+		Plan:                    plan,
+		SchedulerNamespace:      o.namespace,
+		Recorder:                mgr.GetEventRecorder("webmon-operator"),
+		Clock:                   clock.RealClock{},
+		MaxConcurrentReconciles: o.maxConcurrentReconciles,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the website controller: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+	log.Info("starting", "namespace", o.namespace, "shards", o.shards, "checksPerShard", o.checksPerShard)
+	return mgr.Start(ctx)
+}
+
+// ownerReference points at the operator's own Deployment.
+func ownerReference(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, namespace, name string) (*metav1.OwnerReference, error) {
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, err
+	}
+	d := &appsv1.Deployment{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, d); err != nil {
+		return nil, fmt.Errorf("--owner-deployment %s/%s: %w", namespace, name, err)
+	}
+	return &metav1.OwnerReference{
+		APIVersion: "apps/v1", Kind: "Deployment", Name: d.Name, UID: d.UID,
+		Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true),
+	}, nil
+}

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
+
+	monitoringv1alpha1 "github.com/webmon-dev/webmon/api/v1alpha1"
+	"github.com/webmon-dev/webmon/test/testbed"
+)
+
+// TestOperatorCommand runs `webmon operator` as a pod would (flags from the
+// environment, a kubeconfig) against a real kube-apiserver.
+func TestOperatorCommand(t *testing.T) {
+	if err := testbed.UseEnvtestAssets(); err != nil {
+		t.Fatal(err)
+	}
+	env := &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join(testbed.RepoRoot(), "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The operator runs as a user holding only the roles generated from
+	// its RBAC markers: if they lack a permission, this test fails.
+	user, err := env.AddUser(envtest.User{Name: "webmon-operator"}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfigFile := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfigFile, kubeconfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = monitoringv1alpha1.AddToScheme(scheme)
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "webmon-system"}}); err != nil {
+		t.Fatal(err)
+	}
+	grantGeneratedRoles(t, c, "webmon-operator")
+
+	t.Setenv("KUBECONFIG", kubeconfigFile)
+	t.Setenv("POD_NAMESPACE", "webmon-system")
+	t.Setenv("WEBMON_SHARDS", "2")
+	t.Setenv("WEBMON_SCHEDULER_IMAGE", "webmon:e2e")
+	opCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		_, err := run(opCtx, "operator", "--leader-elect=true", "--metrics-bind-address=0", "--health-probe-bind-address=0")
+		done <- err
+	}()
+
+	ws := &monitoringv1alpha1.Website{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "shop"},
+		Spec:       monitoringv1alpha1.WebsiteSpec{URLs: []monitoringv1alpha1.WebsiteURL{"https://shop.example.com/"}},
+	}
+	if err := c.Create(ctx, ws); err != nil {
+		t.Fatal(err)
+	}
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		var deps appsv1.DeploymentList
+		if err := c.List(ctx, &deps, client.InNamespace("webmon-system")); err != nil || len(deps.Items) != 2 {
+			return false, nil
+		}
+		for _, d := range deps.Items {
+			if d.Spec.Template.Spec.Containers[0].Image != "webmon:e2e" {
+				return false, fmt.Errorf("%s runs %s, want webmon:e2e from $WEBMON_SCHEDULER_IMAGE", d.Name, d.Spec.Template.Spec.Containers[0].Image)
+			}
+		}
+		got := &monitoringv1alpha1.Website{}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(ws), got); err != nil {
+			return false, nil
+		}
+		return got.Labels[monitoringv1alpha1.ShardLabel] != "" && got.Status.Shard != nil, nil
+	})
+	if err != nil {
+		t.Fatalf("waiting for 2 scheduler Deployments and a labelled Website: %v", err)
+	}
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("operator returned %v after cancellation", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("operator did not stop within 30s")
+	}
+}
+
+// grantGeneratedRoles creates the roles in config/rbac/role.yaml and binds
+// them to user.
+func grantGeneratedRoles(t *testing.T, c client.Client, user string) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(testbed.RepoRoot(), "config", "rbac", "role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		if strings.TrimSpace(strings.Trim(doc, "-")) == "" {
+			continue
+		}
+		var meta struct{ Kind string }
+		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+			t.Fatal(err)
+		}
+		switch meta.Kind {
+		case "ClusterRole":
+			role := &rbacv1.ClusterRole{}
+			mustDecode(t, doc, role)
+			mustCreate(t, c, role)
+			mustCreate(t, c, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role.Name}, Subjects: subject,
+				RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name}})
+		case "Role":
+			role := &rbacv1.Role{}
+			mustDecode(t, doc, role)
+			mustCreate(t, c, role)
+			mustCreate(t, c, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role.Name, Namespace: role.Namespace}, Subjects: subject,
+				RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name}})
+		default:
+			t.Fatalf("unexpected %s in role.yaml", meta.Kind)
+		}
+	}
+}
+
+func mustDecode(t *testing.T, doc string, into any) {
+	t.Helper()
+	if err := yaml.UnmarshalStrict([]byte(doc), into); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustCreate(t *testing.T, c client.Client, obj client.Object) {
+	t.Helper()
+	if err := c.Create(t.Context(), obj); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,203 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	monitoringv1alpha1 "github.com/webmon-dev/webmon/api/v1alpha1"
+)
+
+// conflictRetry is how soon a Website whose status write conflicted is
+// reconciled again.
+const conflictRetry = 100 * time.Millisecond
+
+// Event reasons of the WebsiteReconciler.
+const (
+	eventShardAssigned = "ShardAssigned"
+	eventInvalidSpec   = "InvalidSpec"
+	eventScheduled     = "Scheduled"
+)
+
+// WebsiteReconciler assigns each Website its shard and reports, in its
+// conditions, whether it can be checked and is being scheduled. It never
+// writes check results: those are the checkers'.
+type WebsiteReconciler struct {
+	client.Client
+	Plan *ShardPlan
+	// SchedulerNamespace is where the scheduler Deployments run.
+	SchedulerNamespace string
+	Recorder           events.EventRecorder
+	Clock              clock.PassiveClock
+	// MaxConcurrentReconciles defaults to 1.
+	MaxConcurrentReconciles int
+}
+
+var _ reconcile.Reconciler = (*WebsiteReconciler)(nil)
+
+// +kubebuilder:rbac:groups=monitoring.webmon.dev,resources=websites,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=monitoring.webmon.dev,resources=websites/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile brings one Website's shard label and operator status up to date.
+func (r *WebsiteReconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl.Result, error) {
+	ws := &monitoringv1alpha1.Website{}
+	if err := r.Get(ctx, req.NamespacedName, ws); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	shards := r.Plan.Shards()
+	if shards == 0 || !ws.DeletionTimestamp.IsZero() {
+		// Before the first plan there is nothing to assign; the plan's
+		// first change wakes every Website.
+		return ctrl.Result{}, nil
+	}
+	shard := ShardFor(ws.UID, shards)
+	if err := r.ensureShardLabel(ctx, ws, shard); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	scheduler, err := r.schedulerOf(ctx, shard)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+
+	before := ws.DeepCopy()
+	now := metav1.NewTime(r.Clock.Now())
+	setOperatorStatus(ws, shard, now)
+	setSpecValidCondition(ws, validateSpec(&ws.Spec), now)
+	setScheduledCondition(ws, shard, scheduler, now)
+	if err := r.updateStatusIfChanged(ctx, before, ws); client.IgnoreNotFound(err) != nil {
+		if apierrors.IsConflict(err) {
+			// Our cached copy was stale, or a checker wrote meanwhile:
+			// start again from the fresh object, without logging an error.
+			return ctrl.Result{RequeueAfter: conflictRetry}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{}, nil
+}
+
+// ensureShardLabel labels the Website with its shard, so that its
+// scheduler's informer selects it.
+func (r *WebsiteReconciler) ensureShardLabel(ctx context.Context, ws *monitoringv1alpha1.Website, shard int32) error {
+	value := strconv.Itoa(int(shard))
+	previous, had := ws.Labels[monitoringv1alpha1.ShardLabel]
+	if previous == value {
+		return nil
+	}
+	patch := client.MergeFrom(ws.DeepCopy())
+	if ws.Labels == nil {
+		ws.Labels = map[string]string{}
+	}
+	ws.Labels[monitoringv1alpha1.ShardLabel] = value
+	if err := r.Patch(ctx, ws, patch); err != nil {
+		return fmt.Errorf("labelling with shard %d: %w", shard, err)
+	}
+	note := "assigned to shard %d"
+	if had {
+		note = "moved from shard " + previous + " to shard %d"
+	}
+	r.Recorder.Eventf(ws, nil, corev1.EventTypeNormal, eventShardAssigned, "Assign", note, shard)
+	return nil
+}
+
+// schedulerOf is shard n's scheduler Deployment, nil if it does not exist.
+func (r *WebsiteReconciler) schedulerOf(ctx context.Context, shard int32) (*appsv1.Deployment, error) {
+	d := &appsv1.Deployment{}
+	key := types.NamespacedName{Namespace: r.SchedulerNamespace, Name: SchedulerDeploymentName(shard)}
+	if err := r.Get(ctx, key, d); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("getting scheduler Deployment %s: %w", key.Name, err)
+	}
+	return d, nil
+}
+
+// updateStatusIfChanged writes the status once, only if it changed, and
+// records Events for the transitions a user can act on.
+func (r *WebsiteReconciler) updateStatusIfChanged(ctx context.Context, before, ws *monitoringv1alpha1.Website) error {
+	if equality.Semantic.DeepEqual(before.Status, ws.Status) {
+		return nil
+	}
+	if err := r.Status().Update(ctx, ws); err != nil {
+		return fmt.Errorf("updating status: %w", err)
+	}
+	r.recordTransitions(before, ws)
+	return nil
+}
+
+func (r *WebsiteReconciler) recordTransitions(before, after *monitoringv1alpha1.Website) {
+	was := meta.FindStatusCondition(before.Status.Conditions, monitoringv1alpha1.ConditionSpecValid)
+	now := meta.FindStatusCondition(after.Status.Conditions, monitoringv1alpha1.ConditionSpecValid)
+	if now.Status == metav1.ConditionFalse && (was == nil || was.Status != now.Status || was.Message != now.Message) {
+		r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, eventInvalidSpec, "Validate", "%s", now.Message)
+	}
+	was = meta.FindStatusCondition(before.Status.Conditions, monitoringv1alpha1.ConditionScheduled)
+	now = meta.FindStatusCondition(after.Status.Conditions, monitoringv1alpha1.ConditionScheduled)
+	if now.Status == metav1.ConditionTrue && (was == nil || was.Status != metav1.ConditionTrue) {
+		r.Recorder.Eventf(after, nil, corev1.EventTypeNormal, eventScheduled, "Schedule", "%s", now.Message)
+	}
+}
+
+// SetupWithManager watches Websites (spec and label changes, not the
+// checkers' status writes), the scheduler Deployments, and the shard plan.
+func (r *WebsiteReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&monitoringv1alpha1.Website{},
+			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
+		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.websitesOfScheduler),
+			builder.WithPredicates(isSchedulerDeployment(r.SchedulerNamespace))).
+		WatchesRawSource(source.Channel(r.Plan.changes, handler.EnqueueRequestsFromMapFunc(r.allWebsites))).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
+		Complete(r)
+}
+
+// websitesOfScheduler maps a scheduler Deployment to the Websites of its shard.
+func (r *WebsiteReconciler) websitesOfScheduler(ctx context.Context, o client.Object) []reconcile.Request {
+	shard, ok := o.GetLabels()[monitoringv1alpha1.ShardLabel]
+	if !ok {
+		return nil
+	}
+	return r.websiteRequests(ctx, client.MatchingLabels{monitoringv1alpha1.ShardLabel: shard})
+}
+
+// allWebsites maps a change of the shard plan to every Website.
+func (r *WebsiteReconciler) allWebsites(ctx context.Context, _ client.Object) []reconcile.Request {
+	return r.websiteRequests(ctx)
+}
+
+func (r *WebsiteReconciler) websiteRequests(ctx context.Context, opts ...client.ListOption) []reconcile.Request {
+	// The typed list reads the informer the controller has already.
+	var list monitoringv1alpha1.WebsiteList
+	if err := r.List(ctx, &list, opts...); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing Websites to reconcile")
+		return nil
+	}
+	reqs := make([]reconcile.Request, len(list.Items))
+	for i, item := range list.Items {
+		reqs[i] = reconcile.Request{NamespacedName: types.NamespacedName{Namespace: item.Namespace, Name: item.Name}}
+	}
+	return reqs
+}
