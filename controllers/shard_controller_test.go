@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -161,6 +162,28 @@ func TestAutomaticShardsScaleUpAndDrainOnScaleDown(t *testing.T) {
 			t.Errorf("%s args %v, want --shards=2", d.Name, d.Spec.Template.Spec.Containers[0].Args)
 		}
 	}
+	// Websites that changed shard say so in an Event.
+	moved := 0
+	for _, ws := range sites[:5] {
+		if strings.HasPrefix(eventReasons(t, ws)[eventShardMoved], "Normal: moved from shard 2 to shard") {
+			moved++
+		}
+	}
+	if moved == 0 && websitesOnShardCount(t, sites[:5], 3, 2) > 0 {
+		t.Error("no ShardMoved Event for the Websites moved off shard 2")
+	}
+}
+
+// websitesOnShardCount counts the Websites that were on shard `from`
+// among n shards.
+func websitesOnShardCount(t testing.TB, sites []*monitoringv1alpha1.Website, n, from int32) int {
+	count := 0
+	for _, ws := range sites {
+		if ShardFor(getWebsite(t, ws).UID, n) == from {
+			count++
+		}
+	}
+	return count
 }
 
 // websitesOnShards reports whether every Website carries the shard label

@@ -86,8 +86,14 @@ type operatorOption func(*ShardReconciler, *WebsiteReconciler)
 // cache sees only that namespace, so tests cannot disturb each other.
 func startOperator(t testing.TB, ns string, policy ShardPolicy, opts ...operatorOption) *operatorUnderTest {
 	t.Helper()
+	return startOperatorWithConfig(t, testConfig, ns, policy, opts...)
+}
+
+// startOperatorWithConfig runs the operator with its own client settings.
+func startOperatorWithConfig(t testing.TB, cfg *rest.Config, ns string, policy ShardPolicy, opts ...operatorOption) *operatorUnderTest {
+	t.Helper()
 	ensureNamespace(t, ns)
-	mgr, err := ctrl.NewManager(testConfig, ctrl.Options{
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 testScheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
@@ -151,8 +157,14 @@ func ensureNamespace(t testing.TB, ns string) {
 // eventually polls cond every 50ms until it holds or timeout passes.
 func eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, error)) {
 	t.Helper()
+	eventuallyEvery(t, 50*time.Millisecond, timeout, what, cond)
+}
+
+// eventuallyEvery polls cond every interval until it holds or timeout passes.
+func eventuallyEvery(t testing.TB, interval, timeout time.Duration, what string, cond func() (bool, error)) {
+	t.Helper()
 	var lastErr error
-	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(context.Background(), interval, timeout, true, func(context.Context) (bool, error) {
 		ok, err := cond()
 		lastErr = err
 		return ok, nil

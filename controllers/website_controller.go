@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -27,15 +28,20 @@ import (
 	monitoringv1alpha1 "github.com/webmon-dev/webmon/api/v1alpha1"
 )
 
-// conflictRetry is how soon a Website whose status write conflicted is
-// reconciled again.
-const conflictRetry = 100 * time.Millisecond
+const (
+	// conflictRetry is how soon a Website whose status write conflicted
+	// is reconciled again.
+	conflictRetry = 100 * time.Millisecond
+	// unscheduledRecheck is how often a Website waiting for its scheduler
+	// is looked at again.
+	unscheduledRecheck = 30 * time.Second
+)
 
 // Event reasons of the WebsiteReconciler.
 const (
-	eventShardAssigned = "ShardAssigned"
-	eventInvalidSpec   = "InvalidSpec"
-	eventScheduled     = "Scheduled"
+	eventShardMoved  = "ShardMoved"
+	eventInvalidSpec = "InvalidSpec"
+	eventScheduled   = "Scheduled"
 )
 
 // WebsiteReconciler assigns each Website its shard and reports, in its
@@ -92,6 +98,11 @@ func (r *WebsiteReconciler) Reconcile(ctx context.Context, req reconcile.Request
 		}
 		return ctrl.Result{}, err
 	}
+	if !ws.Spec.Suspend && !meta.IsStatusConditionTrue(ws.Status.Conditions, monitoringv1alpha1.ConditionScheduled) {
+		// The scheduler's Deployment events should bring us back; this is
+		// the safety net if one was missed.
+		return ctrl.Result{RequeueAfter: unscheduledRecheck}, nil
+	}
 	return ctrl.Result{}, nil
 }
 
@@ -111,11 +122,12 @@ func (r *WebsiteReconciler) ensureShardLabel(ctx context.Context, ws *monitoring
 	if err := r.Patch(ctx, ws, patch); err != nil {
 		return fmt.Errorf("labelling with shard %d: %w", shard, err)
 	}
-	note := "assigned to shard %d"
+	// A first assignment shows in the label and status.shard; an Event
+	// each would double the apiserver's work for a mass import. A move,
+	// after the shard count changed, is worth telling.
 	if had {
-		note = "moved from shard " + previous + " to shard %d"
+		r.Recorder.Eventf(ws, nil, corev1.EventTypeNormal, eventShardMoved, "Reassign", "moved from shard %s to shard %d", previous, shard)
 	}
-	r.Recorder.Eventf(ws, nil, corev1.EventTypeNormal, eventShardAssigned, "Assign", note, shard)
 	return nil
 }
 
@@ -166,7 +178,7 @@ func (r *WebsiteReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&monitoringv1alpha1.Website{},
-			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
+			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, shardLabelWrong(r.Plan)))).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.websitesOfScheduler),
 			builder.WithPredicates(isSchedulerDeployment(r.SchedulerNamespace))).
 		WatchesRawSource(source.Channel(r.Plan.changes, handler.EnqueueRequestsFromMapFunc(r.allWebsites))).
@@ -174,30 +186,59 @@ func (r *WebsiteReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-// websitesOfScheduler maps a scheduler Deployment to the Websites of its shard.
+// shardLabelWrong passes updates that leave a Website's shard label
+// different from its planned shard, such as a label edited by hand, but
+// not the operator's own labelling, which would cost a second reconcile
+// (and a status write on a stale copy) per Website.
+func shardLabelWrong(plan *ShardPlan) predicate.Predicate {
+	return predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return true },
+		DeleteFunc:  func(event.DeleteEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return true },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			shards := plan.Shards()
+			if shards == 0 {
+				return false
+			}
+			want := strconv.Itoa(int(ShardFor(e.ObjectNew.GetUID(), shards)))
+			return e.ObjectNew.GetLabels()[monitoringv1alpha1.ShardLabel] != want
+		},
+	}
+}
+
+// websitesOfScheduler maps a scheduler Deployment to the Websites of its
+// shard: those the plan puts there, found by UID rather than by label,
+// since a label just patched may not be in the cache yet, and those still
+// labelled for it while it drains.
 func (r *WebsiteReconciler) websitesOfScheduler(ctx context.Context, o client.Object) []reconcile.Request {
-	shard, ok := o.GetLabels()[monitoringv1alpha1.ShardLabel]
-	if !ok {
+	label, ok := o.GetLabels()[monitoringv1alpha1.ShardLabel]
+	shard, err := strconv.ParseInt(label, 10, 32)
+	if !ok || err != nil {
 		return nil
 	}
-	return r.websiteRequests(ctx, client.MatchingLabels{monitoringv1alpha1.ShardLabel: shard})
+	shards := r.Plan.Shards()
+	return r.websiteRequests(ctx, func(ws *monitoringv1alpha1.Website) bool {
+		return ws.Labels[monitoringv1alpha1.ShardLabel] == label || (shards > 0 && ShardFor(ws.UID, shards) == int32(shard))
+	})
 }
 
 // allWebsites maps a change of the shard plan to every Website.
 func (r *WebsiteReconciler) allWebsites(ctx context.Context, _ client.Object) []reconcile.Request {
-	return r.websiteRequests(ctx)
+	return r.websiteRequests(ctx, func(*monitoringv1alpha1.Website) bool { return true })
 }
 
-func (r *WebsiteReconciler) websiteRequests(ctx context.Context, opts ...client.ListOption) []reconcile.Request {
+func (r *WebsiteReconciler) websiteRequests(ctx context.Context, keep func(*monitoringv1alpha1.Website) bool) []reconcile.Request {
 	// The typed list reads the informer the controller has already.
 	var list monitoringv1alpha1.WebsiteList
-	if err := r.List(ctx, &list, opts...); err != nil {
+	if err := r.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "listing Websites to reconcile")
 		return nil
 	}
-	reqs := make([]reconcile.Request, len(list.Items))
-	for i, item := range list.Items {
-		reqs[i] = reconcile.Request{NamespacedName: types.NamespacedName{Namespace: item.Namespace, Name: item.Name}}
+	var reqs []reconcile.Request
+	for i := range list.Items {
+		if ws := &list.Items[i]; keep(ws) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ws.Namespace, Name: ws.Name}})
+		}
 	}
 	return reqs
 }

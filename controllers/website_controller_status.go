@@ -81,10 +81,9 @@ func setScheduledCondition(ws *monitoringv1alpha1.Website, shard int32, schedule
 	case deploymentAvailable(scheduler):
 		cond.Status, cond.Reason = metav1.ConditionTrue, monitoringv1alpha1.ReasonSchedulerAvailable
 		cond.Message = fmt.Sprintf("checks are scheduled by shard %d (Deployment %s)", shard, name)
-	case scheduler == nil:
-		cond.Status, cond.Reason = metav1.ConditionFalse, monitoringv1alpha1.ReasonSchedulerUnavailable
-		cond.Message = fmt.Sprintf("waiting for Deployment %s of shard %d to be created", name, shard)
 	default:
+		// One message whether the Deployment is missing or starting, so
+		// that its creation costs no status write per Website.
 		cond.Status, cond.Reason = metav1.ConditionFalse, monitoringv1alpha1.ReasonSchedulerUnavailable
 		cond.Message = fmt.Sprintf("waiting for Deployment %s of shard %d to have an available replica", name, shard)
 	}

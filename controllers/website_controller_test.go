@@ -99,9 +99,8 @@ func TestWebsiteIsAssignedAShardAndScheduled(t *testing.T) {
 	if c := conditionOf(got, monitoringv1alpha1.ConditionScheduled); !strings.Contains(c.Message, SchedulerDeploymentName(want)) {
 		t.Errorf("Scheduled message %q does not name the scheduler Deployment", c.Message)
 	}
-	eventually(t, 10*time.Second, "ShardAssigned and Scheduled Events", func() (bool, error) {
-		reasons := eventReasons(t, ws)
-		return strings.HasPrefix(reasons[eventShardAssigned], "Normal: assigned to shard") && reasons[eventScheduled] != "", nil
+	eventually(t, 10*time.Second, "a Scheduled Event", func() (bool, error) {
+		return strings.HasPrefix(eventReasons(t, ws)[eventScheduled], "Normal: checks are scheduled by shard"), nil
 	})
 }
 

@@ -70,9 +70,9 @@ func newOperatorCommand() *cobra.Command {
 		leaderElect:             true,
 		metricsAddr:             ":8080",
 		probeAddr:               ":8081",
-		kubeAPIQPS:              50,
-		kubeAPIBurst:            100,
-		maxConcurrentReconciles: 4,
+		kubeAPIQPS:              controllers.DefaultKubeAPIQPS,
+		kubeAPIBurst:            controllers.DefaultKubeAPIBurst,
+		maxConcurrentReconciles: controllers.DefaultMaxConcurrentReconciles,
 		zap:                     zap.Options{Development: false},
 	}
 	cmd := &cobra.Command{
