@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	monitoringv1alpha1 "github.com/webmon-dev/webmon/api/v1alpha1"
+	"github.com/webmon-dev/webmon/internal/metrics"
 )
 
 // shardsRequest is the one key the ShardReconciler works on: the shard
@@ -77,6 +78,9 @@ func (r *ShardReconciler) Reconcile(ctx context.Context, _ reconcile.Request) (c
 			return ctrl.Result{}, err
 		}
 	}
+	metrics.Shards.Set(float64(shards))
+	metrics.PlannedChecksPerSecond.Set(load)
+	metrics.Websites.Set(float64(len(websites.Items)))
 	if r.Plan.set(shards) {
 		log.Info("shard plan", "shards", shards, "previous", current, "checksPerSecond", load, "websites", len(websites.Items))
 	}

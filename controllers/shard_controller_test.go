@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	monitoringv1alpha1 "github.com/webmon-dev/webmon/api/v1alpha1"
+	"github.com/webmon-dev/webmon/internal/metrics"
 )
 
 func schedulerDeployments(t testing.TB, ns string) map[string]appsv1.Deployment {
@@ -157,6 +159,9 @@ func TestAutomaticShardsScaleUpAndDrainOnScaleDown(t *testing.T) {
 		return websitesOnShards(t, sites[:5], 2) &&
 			cmp.Equal([]string{"webmon-scheduler-0", "webmon-scheduler-1"}, names(schedulerDeployments(t, ns))), nil
 	})
+	if got := testutil.ToFloat64(metrics.Shards); got != 2 {
+		t.Errorf("webmon_controller_shards = %v, want 2", got)
+	}
 	for _, d := range schedulerDeployments(t, ns) {
 		if !slices.Contains(d.Spec.Template.Spec.Containers[0].Args, "--shards=2") {
 			t.Errorf("%s args %v, want --shards=2", d.Name, d.Spec.Template.Spec.Containers[0].Args)

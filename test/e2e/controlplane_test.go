@@ -91,6 +91,7 @@ func TestLocalControlPlane(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "No resources found") {
 		t.Fatalf("kubectl get websites: %v: %s", err, out)
 	}
+	checkKubectlUX(t, cp)
 
 	apiURL := cp.Config.Host
 	stopped = true
@@ -106,6 +107,44 @@ func TestLocalControlPlane(t *testing.T) {
 	if conn, err := net.DialTimeout("tcp", hostPort, time.Second); err == nil {
 		conn.Close()
 		t.Errorf("something still listens on the apiserver's address %s", hostPort)
+	}
+}
+
+// checkKubectlUX checks what a user sees first: the field docs in kubectl
+// explain, and the columns of kubectl get.
+func checkKubectlUX(t *testing.T, cp *controlplane.ControlPlane) {
+	t.Helper()
+	ctx := t.Context()
+	// The apiserver publishes a new CRD's OpenAPI a few seconds after it
+	// is established.
+	var out []byte
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		var err error
+		out, err = cp.Kubectl(ctx, "explain", "websites.spec.interval")
+		return err == nil, nil
+	})
+	if err != nil || !strings.Contains(string(out), "how often each URL is checked") {
+		t.Errorf("kubectl explain websites.spec.interval: %v\n%s", err, out)
+	}
+	sample := filepath.Join(testbed.RepoRoot(), "config", "samples", "monitoring_v1alpha1_website_shop.yaml")
+	if _, err := cp.Kubectl(ctx, "apply", "-f", sample); err != nil {
+		t.Fatal(err)
+	}
+	for args, want := range map[string][]string{
+		"get ws":               {"NAME", "STATE", "URLS", "INTERVAL", "UPTIME", "LATENCY", "LAST CHECK", "AGE", "shop", "30s"},
+		"get websites -o wide": {"SHARD", "URL", "https://shop.example.com/"},
+		"get webmon":           {"shop"},
+	} {
+		out, err := cp.Kubectl(ctx, strings.Fields(args)...)
+		if err != nil {
+			t.Errorf("kubectl %s: %v", args, err)
+			continue
+		}
+		for _, w := range want {
+			if !strings.Contains(string(out), w) {
+				t.Errorf("kubectl %s shows no %q:\n%s", args, w, out)
+			}
+		}
 	}
 }
 
