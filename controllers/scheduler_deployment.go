@@ -35,9 +35,11 @@ const (
 	InputsHashAnnotation = "monitoring.webmon.dev/inputs-hash"
 
 	schedulerNamePrefix = "webmon-scheduler-"
-	kafkaTLSMountPath   = "/etc/webmon/kafka-tls"
-	metricsPort         = 8080
-	healthPort          = 8081
+	// nonRootUID is the distroless "nonroot" user the image runs as.
+	nonRootUID        int64 = 65532
+	kafkaTLSMountPath       = "/etc/webmon/kafka-tls"
+	metricsPort             = 8080
+	healthPort              = 8081
 )
 
 // SchedulerOptions are the settings of every scheduler Deployment, from the
@@ -63,9 +65,11 @@ type SchedulerOptions struct {
 type KafkaSettings struct {
 	Brokers []string
 	Topic   string
-	// TLSSecret names a Secret with ca.crt and, for mutual TLS, tls.crt and
-	// tls.key; empty means no TLS.
+	// TLSSecret names a Secret with ca.crt; empty means no TLS.
 	TLSSecret string
+	// TLSClientCert says the TLSSecret also holds tls.crt and tls.key, a
+	// client certificate for brokers that require mutual TLS.
+	TLSClientCert bool
 	// SASLMechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; SASLSecret
 	// names a Secret with the username and password keys.
 	SASLMechanism string
@@ -150,6 +154,9 @@ func (o SchedulerOptions) podSpec(shard, shards int32) corev1.PodSpec {
 	var mounts []corev1.VolumeMount
 	if o.Kafka.TLSSecret != "" {
 		args = append(args, "--kafka-tls=true", "--kafka-tls-ca-file="+kafkaTLSMountPath+"/ca.crt")
+		if o.Kafka.TLSClientCert {
+			args = append(args, "--kafka-tls-cert-file="+kafkaTLSMountPath+"/tls.crt", "--kafka-tls-key-file="+kafkaTLSMountPath+"/tls.key")
+		}
 		volumes = append(volumes, corev1.Volume{Name: "kafka-tls", VolumeSource: corev1.VolumeSource{
 			Secret: &corev1.SecretVolumeSource{SecretName: o.Kafka.TLSSecret, DefaultMode: ptr.To[int32](0o440)}}})
 		mounts = append(mounts, corev1.VolumeMount{Name: "kafka-tls", MountPath: kafkaTLSMountPath, ReadOnly: true})
@@ -168,7 +175,12 @@ func (o SchedulerOptions) podSpec(shard, shards int32) corev1.PodSpec {
 		ServiceAccountName:           o.ServiceAccountName,
 		AutomountServiceAccountToken: ptr.To(true), // it watches Websites
 		SecurityContext: &corev1.PodSecurityContext{
-			RunAsNonRoot:   ptr.To(true),
+			RunAsNonRoot: ptr.To(true),
+			RunAsUser:    ptr.To(nonRootUID),
+			RunAsGroup:   ptr.To(nonRootUID),
+			// Secret volumes are root-owned; the group makes their 0440
+			// files readable by the scheduler and no one else.
+			FSGroup:        ptr.To(nonRootUID),
 			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
 		TerminationGracePeriodSeconds: ptr.To[int64](30),

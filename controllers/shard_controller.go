@@ -42,7 +42,10 @@ type ShardReconciler struct {
 var _ reconcile.Reconciler = (*ShardReconciler)(nil)
 
 // +kubebuilder:rbac:groups=monitoring.webmon.dev,resources=websites,verbs=get;list;watch
-// +kubebuilder:rbac:groups=apps,namespace=webmon-system,resources=deployments,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=apps,namespace=webmon-system,resources=deployments,verbs=get;list;watch;create;update;delete
+// Setting blockOwnerDeletion on the schedulers' owner reference needs this
+// where the OwnerReferencesPermissionEnforcement admission plugin runs.
+// +kubebuilder:rbac:groups=apps,namespace=webmon-system,resources=deployments/finalizers,verbs=update
 
 // Reconcile plans the shard count, then makes the scheduler Deployments match it.
 func (r *ShardReconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.Result, error) {

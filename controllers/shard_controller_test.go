@@ -97,25 +97,21 @@ func TestSchedulerDeploymentsFollowTheShardCount(t *testing.T) {
 		t.Errorf("security context is not restricted: pod %+v container %+v", pod.SecurityContext, sc)
 	}
 
-	// Unchanged inputs: a reconcile (a new Website wakes it) writes nothing.
-	versions := map[string]string{}
-	for n, d := range deps {
-		versions[n] = d.ResourceVersion
-	}
+	// Unchanged inputs: planning again (a new Website wakes the planner,
+	// after planDelay) writes nothing.
+	before := op.deploymentUpdates.Load()
 	createWebsite(t, newWebsite(ns, "wake-up"))
 	eventually(t, 10*time.Second, "the new Website to be labelled", func() (bool, error) {
 		return getWebsite(t, newWebsite(ns, "wake-up")).Labels[monitoringv1alpha1.ShardLabel] != "", nil
 	})
-	time.Sleep(500 * time.Millisecond)
-	for n, d := range schedulerDeployments(t, ns) {
-		if d.ResourceVersion != versions[n] {
-			t.Errorf("%s was written although its inputs did not change", n)
-		}
+	time.Sleep(2 * planDelay)
+	if extra := op.deploymentUpdates.Load() - before; extra != 0 {
+		t.Errorf("%d Deployment updates although their inputs did not change", extra)
 	}
 
 	// Changed inputs (an operator restarted with a new image) update them.
 	op.Stop()
-	startOperator(t, ns, ShardPolicy{Fixed: 3}, withOwner, func(s *ShardReconciler, _ *WebsiteReconciler) { s.Scheduler.Image = "webmon:v2" })
+	op = startOperator(t, ns, ShardPolicy{Fixed: 3}, withOwner, func(s *ShardReconciler, _ *WebsiteReconciler) { s.Scheduler.Image = "webmon:v2" })
 	eventually(t, 10*time.Second, "every scheduler on the new image", func() (bool, error) {
 		for _, d := range schedulerDeployments(t, ns) {
 			if d.Spec.Template.Spec.Containers[0].Image != "webmon:v2" {
@@ -126,6 +122,9 @@ func TestSchedulerDeploymentsFollowTheShardCount(t *testing.T) {
 	})
 	if got := names(schedulerDeployments(t, ns)); !cmp.Equal(want, got) {
 		t.Errorf("after the restart: %v, want %v (no duplicates, none lost)", got, want)
+	}
+	if got := op.deploymentUpdates.Load(); got != 3 {
+		t.Errorf("%d Deployment updates for a new image, want 3", got)
 	}
 }
 

@@ -2,9 +2,11 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,11 +15,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -78,6 +82,10 @@ type operatorUnderTest struct {
 	namespace string
 	plan      *ShardPlan
 	stop      func()
+	// Writes the operator sent: Website status updates and Deployment
+	// updates. The apiserver does not bump resourceVersion on a write that
+	// changes nothing, so only counting the calls shows needless writes.
+	statusUpdates, deploymentUpdates atomic.Int64
 }
 
 type operatorOption func(*ShardReconciler, *WebsiteReconciler)
@@ -104,13 +112,28 @@ func startOperatorWithConfig(t testing.TB, cfg *rest.Config, ns string, policy S
 		t.Fatal(err)
 	}
 	plan := NewShardPlan()
+	op := &operatorUnderTest{namespace: ns, plan: plan}
+	counting := interceptor.NewClient(withoutWatch{mgr.GetClient()}, interceptor.Funcs{
+		SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+			if _, ok := obj.(*monitoringv1alpha1.Website); ok && sub == "status" {
+				op.statusUpdates.Add(1)
+			}
+			return c.SubResource(sub).Update(ctx, obj, opts...)
+		},
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			if _, ok := obj.(*appsv1.Deployment); ok {
+				op.deploymentUpdates.Add(1)
+			}
+			return c.Update(ctx, obj, opts...)
+		},
+	})
 	shards := &ShardReconciler{
-		Client: mgr.GetClient(), Policy: policy, Plan: plan,
+		Client: counting, Policy: policy, Plan: plan,
 		Scheduler: SchedulerOptions{Namespace: ns, Image: "webmon:test", Replicas: 1, ServiceAccountName: "webmon-scheduler",
 			Kafka: KafkaSettings{Brokers: []string{"kafka:9092"}, Topic: "webmon-tasks"}},
 	}
 	websites := &WebsiteReconciler{
-		Client: mgr.GetClient(), Plan: plan, SchedulerNamespace: ns,
+		Client: counting, Plan: plan, SchedulerNamespace: ns,
 		Recorder: mgr.GetEventRecorder("webmon-operator"), MaxConcurrentReconciles: 4,
 	}
 	for _, o := range opts {
@@ -125,7 +148,6 @@ func startOperatorWithConfig(t testing.TB, cfg *rest.Config, ns string, policy S
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	op := &operatorUnderTest{namespace: ns, plan: plan}
 	op.stop = func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -187,4 +209,12 @@ func markAvailable(t testing.TB, ns, name string) {
 			Reason: "MinimumReplicasAvailable", LastUpdateTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
 		return true, k8sClient.Status().Update(context.Background(), d)
 	})
+}
+
+// withoutWatch lets the interceptor wrap the manager's cached client, which
+// the reconcilers never use to watch.
+type withoutWatch struct{ client.Client }
+
+func (withoutWatch) Watch(context.Context, client.ObjectList, ...client.ListOption) (watch.Interface, error) {
+	return nil, errors.New("the operator's client does not watch")
 }

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -32,9 +33,12 @@ const (
 	// conflictRetry is how soon a Website whose status write conflicted
 	// is reconciled again.
 	conflictRetry = 100 * time.Millisecond
-	// unscheduledRecheck is how often a Website waiting for its scheduler
-	// is looked at again.
-	unscheduledRecheck = 30 * time.Second
+	// unscheduledRecheck is about how often a Website waiting for its
+	// scheduler is looked at again (jittered up to twice as long).
+	unscheduledRecheck = 5 * time.Minute
+	// awaitingShardGrace is how long after the operator starts a Website
+	// waits silently for the first shard plan.
+	awaitingShardGrace = 30 * time.Second
 )
 
 // Event reasons of the WebsiteReconciler.
@@ -56,12 +60,14 @@ type WebsiteReconciler struct {
 	Clock              clock.PassiveClock
 	// MaxConcurrentReconciles defaults to 1.
 	MaxConcurrentReconciles int
+
+	started time.Time
 }
 
 var _ reconcile.Reconciler = (*WebsiteReconciler)(nil)
 
 // +kubebuilder:rbac:groups=monitoring.webmon.dev,resources=websites,verbs=get;list;watch;patch
-// +kubebuilder:rbac:groups=monitoring.webmon.dev,resources=websites/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=monitoring.webmon.dev,resources=websites/status,verbs=get;update
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one Website's shard label and operator status up to date.
@@ -70,11 +76,12 @@ func (r *WebsiteReconciler) Reconcile(ctx context.Context, req reconcile.Request
 	if err := r.Get(ctx, req.NamespacedName, ws); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	shards := r.Plan.Shards()
-	if shards == 0 || !ws.DeletionTimestamp.IsZero() {
-		// Before the first plan there is nothing to assign; the plan's
-		// first change wakes every Website.
+	if !ws.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
+	}
+	shards := r.Plan.Shards()
+	if shards == 0 {
+		return r.awaitPlan(ctx, ws)
 	}
 	shard := ShardFor(ws.UID, shards)
 	if err := r.ensureShardLabel(ctx, ws, shard); err != nil {
@@ -99,9 +106,38 @@ func (r *WebsiteReconciler) Reconcile(ctx context.Context, req reconcile.Request
 		return ctrl.Result{}, err
 	}
 	if !ws.Spec.Suspend && !meta.IsStatusConditionTrue(ws.Status.Conditions, monitoringv1alpha1.ConditionScheduled) {
-		// The scheduler's Deployment events should bring us back; this is
-		// the safety net if one was missed.
-		return ctrl.Result{RequeueAfter: unscheduledRecheck}, nil
+		// The scheduler's Deployment events bring us back; this is the
+		// safety net, spread out so that many waiting Websites do not
+		// come back at once.
+		return ctrl.Result{RequeueAfter: wait.Jitter(unscheduledRecheck, 1)}, nil
+	}
+	return ctrl.Result{}, nil
+}
+
+// awaitPlan handles a Website before the first shard plan. Right after the
+// operator starts, that is a moment: the plan's first change wakes every
+// Website, so nothing is written (a restart must not rewrite every status).
+// If planning is still stuck after a grace period, the Website says so.
+func (r *WebsiteReconciler) awaitPlan(ctx context.Context, ws *monitoringv1alpha1.Website) (ctrl.Result, error) {
+	if waited := r.Clock.Since(r.started); waited < awaitingShardGrace {
+		return ctrl.Result{RequeueAfter: awaitingShardGrace - waited}, nil
+	}
+	before := ws.DeepCopy()
+	now := metav1.NewTime(r.Clock.Now())
+	setSpecValidCondition(ws, validateSpec(&ws.Spec), now)
+	meta.SetStatusCondition(&ws.Status.Conditions, metav1.Condition{
+		Type:               monitoringv1alpha1.ConditionScheduled,
+		Status:             metav1.ConditionFalse,
+		Reason:             monitoringv1alpha1.ReasonAwaitingShard,
+		Message:            "the operator has not planned its scheduler shards yet; its log says why",
+		ObservedGeneration: ws.Generation,
+		LastTransitionTime: now,
+	})
+	if err := r.updateStatusIfChanged(ctx, before, ws); client.IgnoreNotFound(err) != nil {
+		if apierrors.IsConflict(err) {
+			return ctrl.Result{RequeueAfter: conflictRetry}, nil
+		}
+		return ctrl.Result{}, err
 	}
 	return ctrl.Result{}, nil
 }
@@ -176,6 +212,7 @@ func (r *WebsiteReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
 	}
+	r.started = r.Clock.Now()
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&monitoringv1alpha1.Website{},
 			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, shardLabelWrong(r.Plan)))).

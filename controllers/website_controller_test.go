@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -199,28 +200,60 @@ func TestOperatorLeavesCheckerStatusAlone(t *testing.T) {
 // Website whose status is current writes nothing.
 func TestStatusIsNotRewrittenWhenUnchanged(t *testing.T) {
 	ns := "no-rewrite"
-	startOperator(t, ns, ShardPolicy{Fixed: 1})
+	op := startOperator(t, ns, ShardPolicy{Fixed: 1})
 	markAvailable(t, ns, SchedulerDeploymentName(0))
 	ws := newWebsite(ns, "steady")
 	createWebsite(t, ws)
 	eventually(t, 10*time.Second, "Scheduled=True", func() (bool, error) {
 		return meta.IsStatusConditionTrue(getWebsite(t, ws).Status.Conditions, monitoringv1alpha1.ConditionScheduled), nil
 	})
-	settled := getWebsite(t, ws).ResourceVersion
-	// Wake the reconciler without changing anything it computes: a new
-	// unrelated label, and the scheduler Deployment's status again.
-	got := getWebsite(t, ws)
-	got.Labels["team"] = "shop"
-	if err := k8sClient.Update(context.Background(), got); err != nil {
-		t.Fatal(err)
-	}
+	time.Sleep(500 * time.Millisecond) // let reconciles already queued finish
+	settled := op.statusUpdates.Load()
+	// Wake the reconciler without changing anything it computes: the
+	// scheduler Deployment's status is written again (new timestamps).
 	markAvailable(t, ns, SchedulerDeploymentName(0))
-	afterLabel := getWebsite(t, ws).ResourceVersion
+	markAvailable(t, ns, SchedulerDeploymentName(0))
 	time.Sleep(2 * time.Second)
-	if now := getWebsite(t, ws).ResourceVersion; now != afterLabel {
-		t.Errorf("status rewritten with nothing changed (resourceVersion %s -> %s after our label at %s)", settled, now, afterLabel)
+	if extra := op.statusUpdates.Load() - settled; extra != 0 {
+		t.Errorf("%d status writes with nothing changed", extra)
 	}
 }
+
+// TestStuckPlanningIsReported: when the shards cannot be planned (here the
+// apiserver refuses the scheduler Deployments), Websites say so after a
+// grace period, instead of staying silent.
+func TestStuckPlanningIsReported(t *testing.T) {
+	ns := "stuck-plan"
+	clk := &offsetClock{}
+	startOperator(t, ns, ShardPolicy{Fixed: 1}, func(s *ShardReconciler, w *WebsiteReconciler) {
+		s.Scheduler.ImagePullPolicy = "Sometimes" // invalid: every create fails
+		w.Clock = clk
+	})
+	ws := newWebsite(ns, "waiting")
+	createWebsite(t, ws)
+	time.Sleep(time.Second)
+	if c := conditionOf(getWebsite(t, ws), monitoringv1alpha1.ConditionScheduled); c != nil {
+		t.Fatalf("within the grace period, Scheduled = %+v; want no status written yet", c)
+	}
+	clk.offset.Store(int64(awaitingShardGrace + time.Second))
+	touched := getWebsite(t, ws)
+	touched.Spec.Interval = metav1.Duration{Duration: 2 * time.Minute}
+	if err := k8sClient.Update(context.Background(), touched); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "Scheduled=False/AwaitingShard and SpecValid", func() (bool, error) {
+		got := getWebsite(t, ws)
+		c := conditionOf(got, monitoringv1alpha1.ConditionScheduled)
+		return c != nil && c.Reason == monitoringv1alpha1.ReasonAwaitingShard &&
+			meta.IsStatusConditionTrue(got.Status.Conditions, monitoringv1alpha1.ConditionSpecValid), nil
+	})
+}
+
+// offsetClock is the real clock moved forward by offset.
+type offsetClock struct{ offset atomic.Int64 }
+
+func (c *offsetClock) Now() time.Time                  { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *offsetClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
 
 // TestOperatorSeesOnlyItsNamespace guards the suite's isolation.
 func TestOperatorSeesOnlyItsNamespace(t *testing.T) {

@@ -51,7 +51,7 @@ start() {
     port=$((20000 + RANDOM % 20000))
     port_in_use "$port" && continue
     if as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 start -o \
-      "-p $port -c listen_addresses=127.0.0.1 -k $dir -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null; then
+      "-p $port -c listen_addresses=127.0.0.1 -k '$dir' -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null; then
       echo "$port" >"$dir/port"
       echo "postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
       return
@@ -65,7 +65,13 @@ stop() {
   [ -d "$dir" ] || return 0
   local bin; bin=$(pg_bindir) || die "no PostgreSQL binaries"
   if [ -f "$dir/data/postmaster.pid" ]; then
-    as_pg "$bin/pg_ctl" -D "$dir/data" -m fast -w -t 30 stop >/dev/null || warn "pg_ctl stop failed in $dir"
+    if ! as_pg "$bin/pg_ctl" -D "$dir/data" -m fast -w -t 30 stop >/dev/null; then
+      warn "PostgreSQL in $dir did not stop in time; stopping it immediately"
+      # Keep the folder if even that fails: removing it under a running
+      # server would leave a process nobody can find.
+      as_pg "$bin/pg_ctl" -D "$dir/data" -m immediate -w -t 30 stop >/dev/null ||
+        die "could not stop PostgreSQL in $dir; its folder is kept"
+    fi
   fi
   rm -rf "$dir"
 }

@@ -46,11 +46,15 @@ func TestOperatorConfigErrors(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		"no namespace":        {args: []string{"operator"}, want: "--namespace: none given"},
-		"bad env value":       {args: []string{"operator"}, env: map[string]string{"WEBMON_SHARDS": "many"}, want: "$WEBMON_SHARDS"},
-		"three replicas":      {args: []string{"operator", "--namespace=w", "--scheduler-replicas=3"}, want: "want 1, or 2"},
-		"SASL without secret": {args: []string{"operator", "--namespace=w", "--kafka-sasl-mechanism=PLAIN"}, want: "go together"},
-		"bad memory":          {args: []string{"operator", "--namespace=w", "--scheduler-memory-limit=lots"}, want: "--scheduler-memory-limit"},
+		"no namespace":            {args: []string{"operator"}, want: "--namespace: none given"},
+		"bad env value":           {args: []string{"operator"}, env: map[string]string{"WEBMON_SHARDS": "many"}, want: "$WEBMON_SHARDS"},
+		"three replicas":          {args: []string{"operator", "--namespace=w", "--scheduler-replicas=3"}, want: "want 1, or 2"},
+		"SASL without secret":     {args: []string{"operator", "--namespace=w", "--kafka-sasl-mechanism=PLAIN"}, want: "go together"},
+		"bad memory":              {args: []string{"operator", "--namespace=w", "--scheduler-memory-limit=lots"}, want: "--scheduler-memory-limit"},
+		"no brokers":              {args: []string{"operator", "--namespace=w"}, want: "--kafka-brokers: none given"},
+		"bad pull policy":         {args: []string{"operator", "--namespace=w", "--scheduler-image-pull-policy=Sometimes"}, want: "want Always, IfNotPresent or Never"},
+		"bad SASL mechanism":      {args: []string{"operator", "--namespace=w", "--kafka-sasl-mechanism=GSSAPI", "--kafka-sasl-secret=s"}, want: `"GSSAPI"`},
+		"client cert without TLS": {args: []string{"operator", "--namespace=w", "--kafka-tls-client-cert"}, want: "needs --kafka-tls-secret"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

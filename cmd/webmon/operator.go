@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 	appsv1 "k8s.io/api/apps/v1"
@@ -27,6 +28,7 @@ import (
 
 	monitoringv1alpha1 "github.com/webmon-dev/webmon/api/v1alpha1"
 	"github.com/webmon-dev/webmon/controllers"
+	"github.com/webmon-dev/webmon/internal/kafka"
 )
 
 type operatorOptions struct {
@@ -97,7 +99,8 @@ func newOperatorCommand() *cobra.Command {
 	fs.StringVar(&o.memoryLimit, "scheduler-memory-limit", o.memoryLimit, "memory limit of a scheduler pod")
 	fs.StringSliceVar(&o.scheduler.Kafka.Brokers, "kafka-brokers", nil, "Kafka bootstrap brokers the schedulers publish to, host:port, comma-separated")
 	fs.StringVar(&o.scheduler.Kafka.Topic, "kafka-topic", o.scheduler.Kafka.Topic, "Kafka topic of the check tasks")
-	fs.StringVar(&o.scheduler.Kafka.TLSSecret, "kafka-tls-secret", "", "Secret with ca.crt (and tls.crt, tls.key for mutual TLS) for Kafka; empty means no TLS")
+	fs.StringVar(&o.scheduler.Kafka.TLSSecret, "kafka-tls-secret", "", "Secret with the ca.crt that signs the Kafka brokers' certificates; empty means no TLS")
+	fs.BoolVar(&o.scheduler.Kafka.TLSClientCert, "kafka-tls-client-cert", false, "the --kafka-tls-secret also holds tls.crt and tls.key, for brokers that require mutual TLS")
 	fs.StringVar(&o.scheduler.Kafka.SASLMechanism, "kafka-sasl-mechanism", "", "Kafka SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
 	fs.StringVar(&o.scheduler.Kafka.SASLSecret, "kafka-sasl-secret", "", "Secret with the Kafka SASL username and password keys")
 	fs.BoolVar(&o.leaderElect, "leader-elect", o.leaderElect, "elect a leader among operator replicas; only it reconciles")
@@ -128,6 +131,23 @@ func (o *operatorOptions) validate() error {
 	}
 	if (o.scheduler.Kafka.SASLMechanism == "") != (o.scheduler.Kafka.SASLSecret == "") {
 		errs = append(errs, errors.New("--kafka-sasl-mechanism and --kafka-sasl-secret go together"))
+	}
+	switch strings.ToUpper(o.scheduler.Kafka.SASLMechanism) {
+	case "", kafka.SASLPlain, kafka.SASLSCRAMSHA256, kafka.SASLSCRAMSHA512:
+	default:
+		errs = append(errs, fmt.Errorf("--kafka-sasl-mechanism %q: want %s, %s or %s",
+			o.scheduler.Kafka.SASLMechanism, kafka.SASLPlain, kafka.SASLSCRAMSHA256, kafka.SASLSCRAMSHA512))
+	}
+	if o.scheduler.Kafka.TLSClientCert && o.scheduler.Kafka.TLSSecret == "" {
+		errs = append(errs, errors.New("--kafka-tls-client-cert needs --kafka-tls-secret"))
+	}
+	if len(o.scheduler.Kafka.Brokers) == 0 {
+		errs = append(errs, errors.New("--kafka-brokers: none given; the schedulers publish there"))
+	}
+	switch o.scheduler.ImagePullPolicy {
+	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		errs = append(errs, fmt.Errorf("--scheduler-image-pull-policy %q: want Always, IfNotPresent or Never", o.scheduler.ImagePullPolicy))
 	}
 	resources, err := o.resources()
 	if err != nil {

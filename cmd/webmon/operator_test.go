@@ -70,6 +70,7 @@ func TestOperatorCommand(t *testing.T) {
 	t.Setenv("POD_NAMESPACE", "webmon-system")
 	t.Setenv("WEBMON_SHARDS", "2")
 	t.Setenv("WEBMON_SCHEDULER_IMAGE", "webmon:e2e")
+	t.Setenv("WEBMON_KAFKA_BROKERS", "kafka-0:9092,kafka-1:9092")
 	opCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {

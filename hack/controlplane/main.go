@@ -8,8 +8,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -30,9 +32,7 @@ func main() {
 func run(dir string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	// A fresh state each time: etcd data from an earlier run would carry
-	// objects signed by that run's keys.
-	if err := os.RemoveAll(dir); err != nil {
+	if err := freshDir(dir); err != nil {
 		return err
 	}
 	cp, err := controlplane.Start(ctx, controlplane.Options{Dir: dir, Log: os.Stderr})
@@ -43,4 +43,30 @@ func run(dir string) error {
 	fmt.Fprintln(os.Stderr, "control plane running; logs in", filepath.Join(dir, "logs"), "- Ctrl-C stops it")
 	<-ctx.Done()
 	return cp.Stop()
+}
+
+// marker names the file that says a folder is this command's own.
+const marker = ".webmon-controlplane"
+
+// freshDir empties dir for a new run: etcd data from an earlier run would
+// carry objects signed by that run's keys. It only ever empties a folder
+// that is missing, empty, or made by an earlier run of this command.
+func freshDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return err
+	case len(entries) > 0:
+		if _, err := os.Stat(filepath.Join(dir, marker)); err != nil {
+			return fmt.Errorf("--dir %s is not empty and was not made by this command: choose another folder", dir)
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, marker), nil, 0o600)
 }

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"testing"
 	"time"
@@ -91,6 +92,15 @@ func TestDatabasesAreIsolated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			_ = other.Close(context.Background())
+		}
+	})
+	if serverOf(t, other.URL) != serverOf(t, db.URL) {
+		t.Fatalf("the two databases are on different servers (%s, %s): isolation would be trivially true", serverOf(t, other.URL), serverOf(t, db.URL))
+	}
 	conn, err := pgx.Connect(ctx, other.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -117,6 +127,7 @@ func TestDatabasesAreIsolated(t *testing.T) {
 		t.Error("a table created in another test database is visible in this one")
 	}
 
+	closed = true
 	if err := other.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -127,4 +138,14 @@ func TestDatabasesAreIsolated(t *testing.T) {
 	if exists {
 		t.Errorf("database %s still exists after Close", dbName)
 	}
+}
+
+// serverOf is the host:port of a connection URL.
+func serverOf(t *testing.T, raw string) string {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Host
 }
