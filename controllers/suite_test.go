@@ -82,9 +82,9 @@ type operatorUnderTest struct {
 	namespace string
 	plan      *ShardPlan
 	stop      func()
-	// Writes the operator sent: Website status updates and Deployment
-	// updates. The apiserver does not bump resourceVersion on a write that
-	// changes nothing, so only counting the calls shows needless writes.
+	// Writes the apiserver accepted: Website status updates and Deployment
+	// updates. It does not bump resourceVersion on a write that changes
+	// nothing, so only counting the calls shows needless writes.
 	statusUpdates, deploymentUpdates atomic.Int64
 }
 
@@ -115,16 +115,18 @@ func startOperatorWithConfig(t testing.TB, cfg *rest.Config, ns string, policy S
 	op := &operatorUnderTest{namespace: ns, plan: plan}
 	counting := interceptor.NewClient(withoutWatch{mgr.GetClient()}, interceptor.Funcs{
 		SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
-			if _, ok := obj.(*monitoringv1alpha1.Website); ok && sub == "status" {
+			err := c.SubResource(sub).Update(ctx, obj, opts...)
+			if _, ok := obj.(*monitoringv1alpha1.Website); ok && sub == "status" && err == nil {
 				op.statusUpdates.Add(1)
 			}
-			return c.SubResource(sub).Update(ctx, obj, opts...)
+			return err
 		},
 		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
-			if _, ok := obj.(*appsv1.Deployment); ok {
+			err := c.Update(ctx, obj, opts...)
+			if _, ok := obj.(*appsv1.Deployment); ok && err == nil {
 				op.deploymentUpdates.Add(1)
 			}
-			return c.Update(ctx, obj, opts...)
+			return err
 		},
 	})
 	shards := &ShardReconciler{
