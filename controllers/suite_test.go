@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,7 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -43,10 +41,6 @@ func TestMain(m *testing.M) {
 }
 
 func runWithEnvtest(m *testing.M) int {
-	if err := testbed.UseEnvtestAssets(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, monitoringv1alpha1.AddToScheme} {
 		if err := add(testScheme); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -54,20 +48,17 @@ func runWithEnvtest(m *testing.M) int {
 		}
 	}
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapLevelFromEnv())))
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(testbed.RepoRoot(), "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
+	env, cfg, err := testbed.StartEnvtest()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
 	defer func() {
 		if err := env.Stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "stopping envtest:", err)
 		}
 	}()
-	var err error
-	if testConfig, err = env.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, "starting envtest:", err)
-		return 1
-	}
+	testConfig = cfg
 	// The operator's writes are what is measured, not client-side throttling.
 	testConfig.QPS, testConfig.Burst = 1000, 2000
 	if k8sClient, err = client.New(testConfig, client.Options{Scheme: testScheme}); err != nil {

@@ -1,8 +1,6 @@
 package controllers
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -11,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/yaml"
 
 	monitoringv1alpha1 "github.com/webmon-dev/webmon/api/v1alpha1"
 	"github.com/webmon-dev/webmon/test/testbed"
@@ -52,21 +49,13 @@ func TestValidateSpec(t *testing.T) {
 
 // TestSamplesAreValid: the samples users copy must not come up SpecValid=False.
 func TestSamplesAreValid(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join(testbed.RepoRoot(), "config", "samples", "monitoring_*.yaml"))
-	if len(files) < 3 {
-		t.Fatalf("found %d samples, want at least 3", len(files))
+	samples, err := testbed.SampleWebsites()
+	if err != nil || len(samples) < 3 {
+		t.Fatalf("want at least 3 samples in config/samples, got %d (%v)", len(samples), err)
 	}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ws := &monitoringv1alpha1.Website{}
-		if err := yaml.UnmarshalStrict(b, ws); err != nil {
-			t.Fatal(err)
-		}
+	for name, ws := range samples {
 		if problems := validateSpec(&ws.Spec); len(problems) > 0 {
-			t.Errorf("%s: %v", filepath.Base(f), problems)
+			t.Errorf("%s: %v", name, problems)
 		}
 	}
 }

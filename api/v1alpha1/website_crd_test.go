@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,8 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/yaml"
 
 	monitoringv1alpha1 "github.com/webmon-dev/webmon/api/v1alpha1"
 	"github.com/webmon-dev/webmon/test/testbed"
@@ -32,26 +29,16 @@ func TestMain(m *testing.M) {
 }
 
 func runWithEnvtest(m *testing.M) int {
-	if err := testbed.UseEnvtestAssets(); err != nil {
+	env, cfg, err := testbed.StartEnvtest()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(testbed.RepoRoot(), "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	// Stop even when Start fails: envtest leaves etcd and kube-apiserver
-	// running if, say, installing the CRDs fails.
 	defer func() {
 		if err := env.Stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "stopping envtest:", err)
 		}
 	}()
-	cfg, err := env.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting envtest:", err)
-		return 1
-	}
 	scheme := runtime.NewScheme()
 	if err := monitoringv1alpha1.AddToScheme(scheme); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -174,20 +161,12 @@ func TestDefaults(t *testing.T) {
 // TestSamplesAreAccepted creates every sample in config/samples, the files
 // users copy first.
 func TestSamplesAreAccepted(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join(testbed.RepoRoot(), "config", "samples", "monitoring_*.yaml"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no samples found in config/samples (%v)", err)
+	samples, err := testbed.SampleWebsites()
+	if err != nil || len(samples) < 3 {
+		t.Fatalf("want at least 3 samples in config/samples, got %d (%v)", len(samples), err)
 	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ws := &monitoringv1alpha1.Website{}
-			if err := yaml.UnmarshalStrict(b, ws); err != nil {
-				t.Fatal(err)
-			}
+	for name, ws := range samples {
+		t.Run(name, func(t *testing.T) {
 			ws.Name = "sample-" + ws.Name
 			ws.Namespace = "default"
 			create(t, ws)

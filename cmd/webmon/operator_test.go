@@ -27,18 +27,11 @@ import (
 // TestOperatorCommand runs `webmon operator` as a pod would (flags from the
 // environment, a kubeconfig) against a real kube-apiserver.
 func TestOperatorCommand(t *testing.T) {
-	if err := testbed.UseEnvtestAssets(); err != nil {
-		t.Fatal(err)
-	}
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(testbed.RepoRoot(), "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	cfg, err := env.Start()
+	env, cfg, err := testbed.StartEnvtest()
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = env.Stop() })
 	// The operator runs as a user holding only the roles generated from
 	// its RBAC markers: if they lack a permission, this test fails.
 	user, err := env.AddUser(envtest.User{Name: "webmon-operator"}, cfg)
