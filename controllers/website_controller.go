@@ -97,13 +97,8 @@ func (r *WebsiteReconciler) Reconcile(ctx context.Context, req reconcile.Request
 	setOperatorStatus(ws, shard, now)
 	setSpecValidCondition(ws, validateSpec(&ws.Spec), now)
 	setScheduledCondition(ws, shard, scheduler, now)
-	if err := r.updateStatusIfChanged(ctx, before, ws); client.IgnoreNotFound(err) != nil {
-		if apierrors.IsConflict(err) {
-			// Our cached copy was stale, or a checker wrote meanwhile:
-			// start again from the fresh object, without logging an error.
-			return ctrl.Result{RequeueAfter: conflictRetry}, nil
-		}
-		return ctrl.Result{}, err
+	if result, err := r.updateStatusIfChanged(ctx, before, ws); err != nil || !result.IsZero() {
+		return result, err
 	}
 	if !ws.Spec.Suspend && !meta.IsStatusConditionTrue(ws.Status.Conditions, monitoringv1alpha1.ConditionScheduled) {
 		// The scheduler's Deployment events bring us back; this is the
@@ -133,13 +128,7 @@ func (r *WebsiteReconciler) awaitPlan(ctx context.Context, ws *monitoringv1alpha
 		ObservedGeneration: ws.Generation,
 		LastTransitionTime: now,
 	})
-	if err := r.updateStatusIfChanged(ctx, before, ws); client.IgnoreNotFound(err) != nil {
-		if apierrors.IsConflict(err) {
-			return ctrl.Result{RequeueAfter: conflictRetry}, nil
-		}
-		return ctrl.Result{}, err
-	}
-	return ctrl.Result{}, nil
+	return r.updateStatusIfChanged(ctx, before, ws)
 }
 
 // ensureShardLabel labels the Website with its shard, so that its
@@ -181,16 +170,24 @@ func (r *WebsiteReconciler) schedulerOf(ctx context.Context, shard int32) (*apps
 }
 
 // updateStatusIfChanged writes the status once, only if it changed, and
-// records Events for the transitions a user can act on.
-func (r *WebsiteReconciler) updateStatusIfChanged(ctx context.Context, before, ws *monitoringv1alpha1.Website) error {
+// records Events for the transitions a user can act on. A conflict means
+// our cached copy was stale or a checker wrote meanwhile: the Website is
+// reconciled again from the fresh object, without logging an error.
+func (r *WebsiteReconciler) updateStatusIfChanged(ctx context.Context, before, ws *monitoringv1alpha1.Website) (ctrl.Result, error) {
 	if equality.Semantic.DeepEqual(before.Status, ws.Status) {
-		return nil
+		return ctrl.Result{}, nil
 	}
 	if err := r.Status().Update(ctx, ws); err != nil {
-		return fmt.Errorf("updating status: %w", err)
+		switch {
+		case apierrors.IsNotFound(err):
+			return ctrl.Result{}, nil
+		case apierrors.IsConflict(err):
+			return ctrl.Result{RequeueAfter: conflictRetry}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("updating status: %w", err)
 	}
 	r.recordTransitions(before, ws)
-	return nil
+	return ctrl.Result{}, nil
 }
 
 func (r *WebsiteReconciler) recordTransitions(before, after *monitoringv1alpha1.Website) {
