@@ -48,16 +48,12 @@ func runWithEnvtest(m *testing.M) int {
 		}
 	}
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapLevelFromEnv())))
-	env, cfg, err := testbed.StartEnvtest()
+	_, cfg, stop, err := testbed.StartEnvtest()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer func() {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stopping envtest:", err)
-		}
-	}()
+	defer stop()
 	testConfig = cfg
 	// The operator's writes are what is measured, not client-side throttling.
 	testConfig.QPS, testConfig.Burst = 1000, 2000

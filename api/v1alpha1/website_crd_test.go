@@ -29,16 +29,12 @@ func TestMain(m *testing.M) {
 }
 
 func runWithEnvtest(m *testing.M) int {
-	env, cfg, err := testbed.StartEnvtest()
+	_, cfg, stop, err := testbed.StartEnvtest()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer func() {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stopping envtest:", err)
-		}
-	}()
+	defer stop()
 	scheme := runtime.NewScheme()
 	if err := monitoringv1alpha1.AddToScheme(scheme); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -27,11 +27,11 @@ import (
 // TestOperatorCommand runs `webmon operator` as a pod would (flags from the
 // environment, a kubeconfig) against a real kube-apiserver.
 func TestOperatorCommand(t *testing.T) {
-	env, cfg, err := testbed.StartEnvtest()
+	env, cfg, stop, err := testbed.StartEnvtest()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = env.Stop() })
+	t.Cleanup(stop)
 	// The operator runs as a user holding only the roles generated from
 	// its RBAC markers: if they lack a permission, this test fails.
 	user, err := env.AddUser(envtest.User{Name: "webmon-operator"}, cfg)

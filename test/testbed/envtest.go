@@ -15,10 +15,11 @@ import (
 )
 
 // StartEnvtest starts etcd and kube-apiserver from the cached binaries,
-// with webmon's generated CRDs installed. On error nothing is left running.
-func StartEnvtest() (*envtest.Environment, *rest.Config, error) {
+// with webmon's generated CRDs installed, and returns a stop function that
+// reports its own failure. On error nothing is left running.
+func StartEnvtest() (*envtest.Environment, *rest.Config, func(), error) {
 	if err := UseEnvtestAssets(); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	env := &envtest.Environment{
 		CRDDirectoryPaths:     []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
@@ -28,9 +29,14 @@ func StartEnvtest() (*envtest.Environment, *rest.Config, error) {
 	if err != nil {
 		// envtest leaves etcd and kube-apiserver running when a later step
 		// of Start, such as installing the CRDs, fails.
-		return nil, nil, errors.Join(fmt.Errorf("starting envtest: %w", err), env.Stop())
+		return nil, nil, nil, errors.Join(fmt.Errorf("starting envtest: %w", err), env.Stop())
 	}
-	return env, cfg, nil
+	stop := func() {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stopping envtest:", err)
+		}
+	}
+	return env, cfg, stop, nil
 }
 
 // SampleWebsites decodes, strictly, every Website in config/samples, by
