@@ -32,7 +32,7 @@ func TestVersion(t *testing.T) {
 
 // The components whose issues have not landed must fail, not pretend.
 func TestUnimplementedCommandsFail(t *testing.T) {
-	for _, name := range []string{"scheduler", "checker", "migrate"} {
+	for _, name := range []string{"checker", "migrate"} {
 		if _, err := run(t.Context(), name); !errors.Is(err, errNotImplemented) {
 			t.Errorf("webmon %s: err = %v, want %v", name, err, errNotImplemented)
 		}
@@ -55,6 +55,42 @@ func TestOperatorConfigErrors(t *testing.T) {
 		"bad pull policy":         {args: []string{"operator", "--namespace=w", "--scheduler-image-pull-policy=Sometimes"}, want: "want Always, IfNotPresent or Never"},
 		"bad SASL mechanism":      {args: []string{"operator", "--namespace=w", "--kafka-sasl-mechanism=GSSAPI", "--kafka-sasl-secret=s"}, want: `"GSSAPI"`},
 		"client cert without TLS": {args: []string{"operator", "--namespace=w", "--kafka-tls-client-cert"}, want: "needs --kafka-tls-secret"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			_, err := run(t.Context(), tc.args...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want one mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestSchedulerConfigErrors(t *testing.T) {
+	t.Setenv("POD_NAMESPACE", "")
+	ok := []string{"scheduler", "--namespace=w", "--kafka-brokers=localhost:9092"}
+	tests := map[string]struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		"no shard":             {args: ok, want: "--shard: none given"},
+		"shard out of range":   {args: append(ok, "--shard=3", "--shards=3"), want: "--shard 3: not below --shards 3"},
+		"shard from env":       {args: ok, env: map[string]string{"WEBMON_SHARD": "x"}, want: "$WEBMON_SHARD"},
+		"no namespace":         {args: []string{"scheduler", "--shard=0", "--kafka-brokers=localhost:9092"}, want: "--namespace: none given"},
+		"no brokers":           {args: []string{"scheduler", "--shard=0", "--namespace=w"}, want: "kafka brokers: none given"},
+		"broker without port":  {args: []string{"scheduler", "--shard=0", "--namespace=w", "--kafka-brokers=kafka"}, want: `kafka broker "kafka": want host:port`},
+		"lease order":          {args: append(ok, "--shard=0", "--leader-election-renew-deadline=20s"), want: "lease duration (15s) > renew deadline (20s)"},
+		"no partitions":        {args: append(ok, "--shard=0", "--kafka-topic-partitions=0"), want: "--kafka-topic-partitions 0"},
+		"zero lateness":        {args: append(ok, "--shard=0", "--max-lateness=0s"), want: "--max-lateness 0s"},
+		"SASL without user":    {args: append(ok, "--shard=0", "--kafka-sasl-mechanism=SCRAM-SHA-512"), want: "no user name"},
+		"missing CA file":      {args: append(ok, "--shard=0", "--kafka-tls-ca-file=/nonexistent/ca.crt"), want: "kafka TLS CA file"},
+		"unknown SASL":         {args: append(ok, "--shard=0", "--kafka-sasl-mechanism=GSSAPI"), want: `"GSSAPI"`},
+		"no in-flight room":    {args: append(ok, "--shard=0", "--max-in-flight=0"), want: "--max-in-flight 0"},
+		"negative replication": {args: append(ok, "--shard=0", "--kafka-topic-replication-factor=-2"), want: "--kafka-topic-replication-factor -2"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -35,15 +35,6 @@ Its components are subcommands of this one binary.`,
 // return, so that nothing pretends to work.
 var errNotImplemented = errors.New("not implemented yet")
 
-func newSchedulerCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "scheduler",
-		Short: "Publish a check task to Kafka for every URL of one shard at its interval",
-		Args:  cobra.NoArgs,
-		RunE:  func(*cobra.Command, []string) error { return errNotImplemented },
-	}
-}
-
 func newCheckerCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "checker",

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/spf13/pflag"
 )
 
 // TopicSpec is a topic as webmon wants it.
@@ -44,4 +45,33 @@ func EnsureTopic(admin sarama.ClusterAdmin, spec TopicSpec) error {
 			spec.Name, len(metas[0].Partitions), spec.Partitions)
 	}
 	return nil
+}
+
+// AddFlags registers the topic flags on fs, with s's current values as defaults.
+func (s *TopicSpec) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&s.Name, "kafka-topic", s.Name, "Kafka topic of the check tasks")
+	fs.Int32Var(&s.Partitions, "kafka-topic-partitions", s.Partitions,
+		"partitions of the tasks topic when it is created; they bound how many checkers share the work")
+	fs.Int16Var(&s.ReplicationFactor, "kafka-topic-replication-factor", s.ReplicationFactor,
+		"replication factor of the tasks topic when it is created; -1 takes the brokers' default")
+	fs.DurationVar(&s.Retention, "kafka-topic-retention", s.Retention,
+		"how long the brokers keep tasks; a task is useless after its deadline (its interval)")
+}
+
+// Validate reports a topic spec that cannot be created.
+func (s *TopicSpec) Validate() error {
+	var errs []error
+	if s.Name == "" {
+		errs = append(errs, errors.New("--kafka-topic: empty"))
+	}
+	if s.Partitions < 1 {
+		errs = append(errs, fmt.Errorf("--kafka-topic-partitions %d: want at least 1", s.Partitions))
+	}
+	if s.ReplicationFactor == 0 || s.ReplicationFactor < -1 {
+		errs = append(errs, fmt.Errorf("--kafka-topic-replication-factor %d: want -1 (the brokers' default) or at least 1", s.ReplicationFactor))
+	}
+	if s.Retention < 0 {
+		errs = append(errs, fmt.Errorf("--kafka-topic-retention %s: negative", s.Retention))
+	}
+	return errors.Join(errs...)
 }

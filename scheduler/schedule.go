@@ -1,0 +1,274 @@
+package scheduler
+
+import (
+	"container/heap"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"k8s.io/apimachinery/pkg/types"
+
+	monitoringv1alpha1 "github.com/webmon-dev/webmon/api/v1alpha1"
+	"github.com/webmon-dev/webmon/internal/task"
+)
+
+// site is one Website as the scheduler publishes it. It is immutable once
+// built: a spec change builds a new one and retires the old, whose heap
+// entries are then dropped as they come up.
+type site struct {
+	uid        types.UID
+	generation int64
+	interval   time.Duration
+	// prefix is the encoded task, minus what differs per URL and per tick.
+	prefix task.Prefix
+	// urls share their strings with the informer's copy of the Website.
+	urls []string
+	// key is the Kafka key, made once: the Website's UID.
+	key sarama.Encoder
+
+	retired bool // guarded by Schedule.mu
+}
+
+func newSite(ws *monitoringv1alpha1.Website) *site {
+	urls := make([]string, len(ws.Spec.URLs))
+	for i, u := range ws.Spec.URLs {
+		urls[i] = string(u)
+	}
+	return &site{
+		uid:        ws.UID,
+		generation: ws.Generation,
+		interval:   ws.Spec.Interval.Duration,
+		prefix:     task.NewPrefix(task.ForWebsite(ws)),
+		urls:       urls,
+		key:        sarama.StringEncoder(ws.UID),
+	}
+}
+
+// entry is one URL's next tick. 24 bytes: a million URLs cost 24 MB of heap
+// entries.
+type entry struct {
+	due  int64 // Unix nanoseconds
+	site *site
+	url  int32
+}
+
+// tick is an entry taken off the schedule to be published.
+type tick struct {
+	site     *site
+	url      int32
+	due      time.Time
+	trigger  task.Trigger
+	checkNow string
+}
+
+// Schedule is every URL of the shard and when each is next due. The
+// informer's handlers keep its Websites current on every replica; only the
+// leader starts it, which builds the queue of due times, and takes due
+// ticks off it. It is safe for concurrent use.
+type Schedule struct {
+	mu    sync.Mutex
+	sites map[types.UID]*site
+	// checkNowSeen is the last check-now value seen per Website.
+	checkNowSeen map[types.UID]string
+	urls         int
+	started      bool
+	queue        entryHeap
+	checkNow     []tick
+	// wake is signalled when a tick earlier than the queue's head arrives.
+	wake chan struct{}
+}
+
+// NewSchedule returns an empty schedule.
+func NewSchedule() *Schedule {
+	return &Schedule{
+		sites:        map[types.UID]*site{},
+		checkNowSeen: map[types.UID]string{},
+		wake:         make(chan struct{}, 1),
+	}
+}
+
+// Set adds or updates a Website. A new generation reschedules its URLs
+// (each URL keeps its phase, so a change that leaves URL and interval alone
+// moves nothing); suspend removes it; a new check-now value queues an
+// immediate check of every URL.
+func (s *Schedule) Set(ws *monitoringv1alpha1.Website, now time.Time) {
+	if ws.Spec.Suspend || ws.DeletionTimestamp != nil {
+		s.Delete(ws.UID)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, known := s.sites[ws.UID]
+	cur := old
+	if !known || old.generation != ws.Generation {
+		cur = newSite(ws)
+		s.replace(old, cur, now)
+	}
+	token := ws.Annotations[monitoringv1alpha1.CheckNowAnnotation]
+	seen, seenBefore := s.checkNowSeen[ws.UID]
+	s.checkNowSeen[ws.UID] = token
+	// A value present when the Website first shows up was asked of an
+	// earlier scheduler, or of nobody yet: the regular checks answer it.
+	if seenBefore && token != "" && token != seen && s.started {
+		for i := range cur.urls {
+			s.checkNow = append(s.checkNow, tick{site: cur, url: int32(i), due: now, trigger: task.TriggerCheckNow, checkNow: token})
+		}
+		s.signal()
+	}
+}
+
+// Delete removes a Website; its queued ticks are dropped.
+func (s *Schedule) Delete(uid types.UID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.sites[uid]; ok {
+		s.replace(old, nil, time.Time{})
+	}
+	delete(s.checkNowSeen, uid)
+}
+
+// replace retires old (if any) and schedules cur (if any). Caller holds mu.
+func (s *Schedule) replace(old, cur *site, now time.Time) {
+	if old != nil {
+		old.retired = true
+		s.urls -= len(old.urls)
+		delete(s.sites, old.uid)
+	}
+	if cur == nil {
+		return
+	}
+	s.sites[cur.uid] = cur
+	s.urls += len(cur.urls)
+	if s.started {
+		s.push(cur, now)
+	}
+}
+
+// push queues each URL of st at its first due time after `after`.
+func (s *Schedule) push(st *site, after time.Time) {
+	head := s.queue.head()
+	for i, u := range st.urls {
+		due := NextRun(Phase(st.uid, u, st.interval), st.interval, after).UnixNano()
+		heap.Push(&s.queue, entry{due: due, site: st, url: int32(i)})
+	}
+	if s.queue.head() < head {
+		s.signal()
+	}
+}
+
+// Start builds the queue for a new leader: each URL's first tick is the
+// first one due after resumeAfter(uid), which is how far the previous
+// leader is known to have published the Website's ticks.
+func (s *Schedule) Start(resumeAfter func(uid types.UID) time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.queue = make(entryHeap, 0, s.urls)
+	for _, st := range s.sites {
+		after := resumeAfter(st.uid)
+		for i, u := range st.urls {
+			due := NextRun(Phase(st.uid, u, st.interval), st.interval, after).UnixNano()
+			s.queue = append(s.queue, entry{due: due, site: st, url: int32(i)})
+		}
+	}
+	heap.Init(&s.queue)
+	s.checkNow = nil
+	s.started = true
+	s.signal()
+}
+
+// Stop drops the queue: a replica that is no longer leader keeps only its
+// Websites.
+func (s *Schedule) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.queue, s.checkNow, s.started = nil, nil, false
+}
+
+// Knows reports whether the Website is in the schedule.
+func (s *Schedule) Knows(uid types.UID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.sites[uid]
+	return ok
+}
+
+// Size is how many Websites and URLs are scheduled.
+func (s *Schedule) Size() (websites, urls int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sites), s.urls
+}
+
+// Due appends to buf, and returns, up to limit ticks due at now: check-now
+// ticks first, then the queue's in due order. A URL more than an interval
+// behind (a leader that could not keep up, or a predecessor's gap) yields
+// only its latest due tick, the one whose deadline has not passed; the
+// older ones are counted in skipped. Each tick taken is rescheduled to its
+// next due time after now, so recovery is never a burst. next is when the
+// next tick falls due, or zero if none is queued.
+func (s *Schedule) Due(now time.Time, limit int, buf []tick) (ticks []tick, next time.Time, skipped int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ticks = buf
+	n := min(limit, len(s.checkNow))
+	ticks = append(ticks, s.checkNow[:n]...)
+	s.checkNow = s.checkNow[n:]
+	if len(s.checkNow) == 0 {
+		s.checkNow = nil // let the backing array go
+	}
+	nowNanos := now.UnixNano()
+	for len(ticks) < limit && len(s.queue) > 0 && s.queue[0].due <= nowNanos {
+		e := &s.queue[0]
+		if e.site.retired {
+			heap.Pop(&s.queue)
+			continue
+		}
+		interval := int64(e.site.interval)
+		if behind := (nowNanos - e.due) / interval; behind > 0 {
+			skipped += int(behind)
+			e.due += behind * interval
+		}
+		ticks = append(ticks, tick{site: e.site, url: e.url, due: time.Unix(0, e.due)})
+		e.due += interval
+		heap.Fix(&s.queue, 0)
+	}
+	if len(s.checkNow) > 0 {
+		next = now
+	} else if len(s.queue) > 0 {
+		next = time.Unix(0, s.queue[0].due)
+	}
+	return ticks, next, skipped
+}
+
+// Wake is signalled when a tick due earlier than the last answer of Due
+// arrives.
+func (s *Schedule) Wake() <-chan struct{} { return s.wake }
+
+func (s *Schedule) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// entryHeap is a min-heap of entries by due time.
+type entryHeap []entry
+
+func (h entryHeap) Len() int           { return len(h) }
+func (h entryHeap) Less(i, j int) bool { return h[i].due < h[j].due }
+func (h entryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *entryHeap) Push(x any)        { *h = append(*h, x.(entry)) }
+func (h *entryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}
+
+// head is the earliest due time, or the largest int64 when empty.
+func (h entryHeap) head() int64 {
+	if len(h) == 0 {
+		return 1<<63 - 1
+	}
+	return h[0].due
+}

@@ -1,0 +1,237 @@
+package scheduler
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/uuid"
+
+	monitoringv1alpha1 "github.com/webmon-dev/webmon/api/v1alpha1"
+	"github.com/webmon-dev/webmon/internal/task"
+)
+
+var epoch = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+func website(uid types.UID, generation int64, interval time.Duration, urls ...string) *monitoringv1alpha1.Website {
+	ws := &monitoringv1alpha1.Website{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: string(uid), UID: uid, Generation: generation},
+		Spec:       monitoringv1alpha1.WebsiteSpec{Interval: metav1.Duration{Duration: interval}},
+	}
+	for _, u := range urls {
+		ws.Spec.URLs = append(ws.Spec.URLs, monitoringv1alpha1.WebsiteURL(u))
+	}
+	return ws
+}
+
+// drain steps a clock through [from, to) in steps and returns every tick
+// Due hands out, as "url@due" strings.
+func drain(s *Schedule, from, to time.Time, step time.Duration) []tick {
+	var all []tick
+	for now := from; now.Before(to); now = now.Add(step) {
+		for {
+			ticks, _, _ := s.Due(now, batchSize, nil)
+			all = append(all, ticks...)
+			if len(ticks) < batchSize {
+				break
+			}
+		}
+	}
+	return all
+}
+
+func startNow(s *Schedule, now time.Time) {
+	s.Start(func(types.UID) time.Time { return now })
+}
+
+// TestScheduleSpreadsLoad drives the schedule with an injected clock,
+// second by second, through one interval of 100k URLs: no second gets more
+// than twice its fair share.
+func TestScheduleSpreadsLoad(t *testing.T) {
+	const urls, interval = 100_000, time.Minute
+	s := NewSchedule()
+	for i := 0; i < urls; {
+		ws := website(uuid.NewUUID(), 1, interval)
+		for j := 0; j < 1+i%5 && i < urls; j++ {
+			ws.Spec.URLs = append(ws.Spec.URLs, monitoringv1alpha1.WebsiteURL(fmt.Sprintf("https://site-%d.example.com/%d", i, j)))
+			i++
+		}
+		s.Set(ws, epoch)
+	}
+	startNow(s, epoch)
+	fair := urls / int(interval/time.Second)
+	total := 0
+	for sec := 1; sec <= int(interval/time.Second); sec++ {
+		now := epoch.Add(time.Duration(sec) * time.Second)
+		n := len(drain(s, now, now.Add(time.Nanosecond), time.Second))
+		total += n
+		if n > 2*fair {
+			t.Errorf("second %d: %d ticks, over twice the fair %d", sec, n, fair)
+		}
+	}
+	if total != urls {
+		t.Errorf("one interval published %d ticks, want one per URL: %d", total, urls)
+	}
+	// The next interval repeats exactly.
+	if n := len(drain(s, epoch.Add(interval+time.Second), epoch.Add(2*interval+time.Second), time.Second)); n != urls {
+		t.Errorf("second interval: %d ticks, want %d", n, urls)
+	}
+}
+
+func TestScheduleTicksAtPhaseEveryInterval(t *testing.T) {
+	s := NewSchedule()
+	ws := website("a", 1, 10*time.Second, "https://a.example/", "https://a.example/health")
+	s.Set(ws, epoch)
+	startNow(s, epoch)
+	ticks := drain(s, epoch, epoch.Add(35*time.Second), 100*time.Millisecond)
+	if len(ticks) != 6 {
+		t.Fatalf("35s of a 2-URL Website at 10s: %d ticks, want 6", len(ticks))
+	}
+	for _, tk := range ticks {
+		u := tk.site.urls[tk.url]
+		want := NextRun(Phase("a", u, 10*time.Second), 10*time.Second, tk.due.Add(-time.Nanosecond))
+		if !tk.due.Equal(want) {
+			t.Errorf("%s due %s, not at its phase (%s)", u, tk.due, want)
+		}
+	}
+}
+
+func TestScheduleReschedulesOnChange(t *testing.T) {
+	s := NewSchedule()
+	s.Set(website("a", 1, 10*time.Second, "https://a.example/", "https://a.example/old"), epoch)
+	startNow(s, epoch)
+	// A new generation: one URL replaced, interval halved.
+	now := epoch.Add(time.Second)
+	s.Set(website("a", 2, 5*time.Second, "https://a.example/", "https://a.example/new"), now)
+	ticks := drain(s, now, now.Add(20*time.Second), 100*time.Millisecond)
+	count := map[string]int{}
+	for _, tk := range ticks {
+		if tk.site.generation != 2 {
+			t.Errorf("a tick of generation %d after the change", tk.site.generation)
+		}
+		count[tk.site.urls[tk.url]]++
+	}
+	if count["https://a.example/old"] != 0 || count["https://a.example/new"] != 4 || count["https://a.example/"] != 4 {
+		t.Errorf("20s at 5s after the change: ticks per URL %v; want 4 each for / and /new, none for /old", count)
+	}
+	if _, urls := s.Size(); urls != 2 {
+		t.Errorf("%d URLs scheduled, want 2", urls)
+	}
+
+	// The same generation again (a label or status change) moves nothing.
+	before := drain(s, now.Add(20*time.Second), now.Add(40*time.Second), time.Second)
+	s.Set(website("a", 2, 5*time.Second, "https://a.example/", "https://a.example/new"), now.Add(40*time.Second))
+	after := drain(s, now.Add(40*time.Second), now.Add(60*time.Second), time.Second)
+	if len(before) != len(after) {
+		t.Errorf("re-setting an unchanged Website changed its ticks: %d then %d per 20s", len(before), len(after))
+	}
+}
+
+func TestScheduleSuspendAndDelete(t *testing.T) {
+	s := NewSchedule()
+	s.Set(website("a", 1, 5*time.Second, "https://a.example/"), epoch)
+	s.Set(website("b", 1, 5*time.Second, "https://b.example/"), epoch)
+	startNow(s, epoch)
+	suspended := website("a", 2, 5*time.Second, "https://a.example/")
+	suspended.Spec.Suspend = true
+	s.Set(suspended, epoch)
+	s.Delete("b")
+	if ticks := drain(s, epoch, epoch.Add(time.Minute), time.Second); len(ticks) != 0 {
+		t.Errorf("%d ticks of a suspended and a deleted Website", len(ticks))
+	}
+	if sites, urls := s.Size(); sites != 0 || urls != 0 {
+		t.Errorf("left in the schedule: %d Websites, %d URLs", sites, urls)
+	}
+	// Resumed: ticks again.
+	s.Set(website("a", 3, 5*time.Second, "https://a.example/"), epoch.Add(time.Minute))
+	if ticks := drain(s, epoch.Add(time.Minute), epoch.Add(2*time.Minute), time.Second); len(ticks) != 12 {
+		t.Errorf("a resumed 5s Website: %d ticks in a minute, want 12", len(ticks))
+	}
+}
+
+func TestScheduleCheckNow(t *testing.T) {
+	s := NewSchedule()
+	ws := website("a", 1, time.Hour, "https://a.example/", "https://a.example/health")
+	ws.Annotations = map[string]string{monitoringv1alpha1.CheckNowAnnotation: "old"}
+	s.Set(ws, epoch) // present when first seen: answered by the regular checks
+	startNow(s, epoch)
+	now := epoch.Add(time.Second)
+	if ticks, _, _ := s.Due(now, batchSize, nil); len(ticks) != 0 {
+		t.Fatalf("a check-now value from before the scheduler started fired %d ticks", len(ticks))
+	}
+	ws = ws.DeepCopy()
+	ws.Annotations[monitoringv1alpha1.CheckNowAnnotation] = "2026-11-22T12:00:01Z"
+	s.Set(ws, now)
+	select {
+	case <-s.Wake():
+	default:
+		t.Error("check-now did not wake the publisher")
+	}
+	ticks, next, _ := s.Due(now, batchSize, nil)
+	if len(ticks) != 2 {
+		t.Fatalf("check-now: %d ticks, want one per URL (2)", len(ticks))
+	}
+	for _, tk := range ticks {
+		if tk.trigger != task.TriggerCheckNow || tk.checkNow != "2026-11-22T12:00:01Z" || !tk.due.Equal(now) {
+			t.Errorf("check-now tick: trigger %d token %q due %s", tk.trigger, tk.checkNow, tk.due)
+		}
+	}
+	if !next.After(now) {
+		t.Errorf("after check-now the next tick is %s, not later than now", next)
+	}
+	// The same value again, in a later update, does not fire twice.
+	s.Set(ws.DeepCopy(), now.Add(time.Second))
+	if ticks, _, _ := s.Due(now.Add(time.Second), batchSize, nil); len(ticks) != 0 {
+		t.Errorf("an unchanged check-now value fired %d ticks again", len(ticks))
+	}
+}
+
+// TestScheduleFarBehindResumesWithoutBurst: a leader that could not take
+// ticks for several intervals gets one tick per URL, then the normal pace.
+func TestScheduleFarBehindResumesWithoutBurst(t *testing.T) {
+	s := NewSchedule()
+	s.Set(website("a", 1, 5*time.Second, "https://a.example/"), epoch)
+	startNow(s, epoch)
+	late := epoch.Add(time.Minute) // 12 intervals without a look
+	ticks, next, skipped := s.Due(late, batchSize, nil)
+	if len(ticks) != 1 || skipped != 11 {
+		t.Errorf("a minute (12 intervals) behind: %d ticks at once and %d skipped, want 1 and 11", len(ticks), skipped)
+	}
+	if ticks[0].due.Before(late.Add(-5 * time.Second)) {
+		t.Errorf("the tick handed out is due %s, past its deadline: want the latest one", ticks[0].due)
+	}
+	if next.Sub(late) > 5*time.Second || !next.After(late) {
+		t.Errorf("next tick at %s: want within the interval after %s", next, late)
+	}
+}
+
+func TestScheduleResumesWhereThePreviousLeaderStopped(t *testing.T) {
+	s := NewSchedule()
+	s.Set(website("a", 1, 10*time.Second, "https://a.example/"), epoch)
+	s.Set(website("b", 1, 10*time.Second, "https://b.example/"), epoch)
+	takeover := epoch.Add(time.Minute)
+	// The previous leader published a's ticks up to 25s before the
+	// takeover; nothing is known of b.
+	s.Start(func(uid types.UID) time.Time {
+		if uid == "a" {
+			return takeover.Add(-25 * time.Second)
+		}
+		return takeover
+	})
+	ticks, _, skipped := s.Due(takeover, batchSize, nil)
+	var a int
+	for _, tk := range ticks {
+		if tk.site.uid != "a" {
+			t.Errorf("a tick of %s before its first due time after the takeover", tk.site.uid)
+			continue
+		}
+		a++
+	}
+	// Of the 2 or 3 ticks in the gap, only the latest is still before its
+	// deadline.
+	if a != 1 || skipped < 1 || skipped > 2 {
+		t.Errorf("a missed 25s of 10s ticks: %d caught up and %d skipped, want 1 and the rest (1 or 2)", a, skipped)
+	}
+}
