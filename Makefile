@@ -32,7 +32,9 @@ help: ## Display this help.
 
 .PHONY: manifests
 manifests: controller-gen ## Generate the CRDs and RBAC from the Go types and markers.
-	$(CONTROLLER_GEN) rbac:roleName=webmon-operator crd:allowDangerousTypes=true paths="./..." output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) crd:allowDangerousTypes=true paths="./api/..." output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=webmon-operator paths="./controllers/..." output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=webmon-scheduler paths="./scheduler/..." output:rbac:artifacts:config=config/rbac/scheduler
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods.

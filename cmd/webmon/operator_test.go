@@ -57,7 +57,7 @@ func TestOperatorCommand(t *testing.T) {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "webmon-system"}}); err != nil {
 		t.Fatal(err)
 	}
-	grantGeneratedRoles(t, c, "webmon-operator")
+	grantGeneratedRoles(t, c, "webmon-operator", filepath.Join("config", "rbac", "role.yaml"))
 
 	t.Setenv("KUBECONFIG", kubeconfigFile)
 	t.Setenv("POD_NAMESPACE", "webmon-system")
@@ -108,11 +108,11 @@ func TestOperatorCommand(t *testing.T) {
 	}
 }
 
-// grantGeneratedRoles creates the roles in config/rbac/role.yaml and binds
-// them to user.
-func grantGeneratedRoles(t *testing.T, c client.Client, user string) {
+// grantGeneratedRoles creates the roles in a generated role.yaml (a path
+// from the repository's root) and binds them to user.
+func grantGeneratedRoles(t *testing.T, c client.Client, user, roleFile string) {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(testbed.RepoRoot(), "config", "rbac", "role.yaml"))
+	raw, err := os.ReadFile(filepath.Join(testbed.RepoRoot(), roleFile))
 	if err != nil {
 		t.Fatal(err)
 	}

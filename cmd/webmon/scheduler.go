@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -124,6 +125,10 @@ func (o *schedulerOptions) validate() error {
 	return errors.Join(errs...)
 }
 
+// schedulerMetrics registers the scheduler's metrics once per process (the
+// tests run the command more than once).
+var schedulerMetrics = sync.OnceValue(func() *metrics.Scheduler { return metrics.NewScheduler(ctrlmetrics.Registry) })
+
 func runScheduler(ctx context.Context, o *schedulerOptions) error {
 	if err := o.validate(); err != nil {
 		return err
@@ -158,7 +163,7 @@ func runScheduler(ctx context.Context, o *schedulerOptions) error {
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
-	o.sched.Metrics = metrics.NewScheduler(ctrlmetrics.Registry)
+	o.sched.Metrics = schedulerMetrics()
 	if err := scheduler.New(o.sched, log).SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the scheduler: %w", err)
 	}
