@@ -67,13 +67,18 @@ test-e2e: controlplane-tools ## Run the end-to-end tests on a full local control
 	env $(TESTBED_ENV) hack/with-postgres.sh go test $(TEST_FLAGS) -v ./test/e2e/...
 
 .PHONY: bench
-bench: bench-operator ## Run every benchmark; figures print as key=value lines (see docs/benchmarks.md).
+bench: bench-operator bench-scheduler ## Run every benchmark; figures print as key=value lines (see docs/benchmarks.md).
 	env $(TESTBED_ENV) hack/with-postgres.sh go test -run='^$$' -bench=. -benchmem ./...
 
 .PHONY: bench-operator
 bench-operator: controlplane-tools ## Time the operator labelling and scheduling 10,000 Websites (envtest, goal: under 60 s).
 	env $(TESTBED_ENV) go test -count=1 -run='^TestOperatorAtScale$$' -v ./controllers/ -args -scale.websites=10000 -scale.goal=60s \
 		| tee /dev/stderr | sed -n 's/^ *scale_test.go:[0-9]*: \([a-z0-9_]*=.*\)$$/\1/p'
+
+.PHONY: bench-scheduler
+bench-scheduler: ## Publish 1,000,000 URLs through the scheduler against the embedded broker, against raw sarama's ceiling.
+	go test -count=1 -run='^TestSchedulerThroughput$$' -v ./scheduler/ -args -throughput.urls=1000000 -throughput.duration=8s -throughput.goals \
+		| tee /dev/stderr | sed -n 's/^ *throughput_test.go:[0-9]*: \([a-z0-9_]*=.*\)$$/\1/p'
 
 ##@ Build
 

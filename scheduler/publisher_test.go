@@ -34,7 +34,14 @@ type fakeProducer struct {
 	mu   sync.Mutex
 	up   bool
 	held []*sarama.ProducerMessage
-	got  []*sarama.ProducerMessage
+	got  []*sarama.ProducerMessage // copies, as a broker stores them
+}
+
+func (p *fakeProducer) deliver(m *sarama.ProducerMessage) {
+	stored := &sarama.ProducerMessage{Topic: m.Topic, Key: sarama.ByteEncoder(mustEncode(m.Key)),
+		Value: sarama.ByteEncoder(mustEncode(m.Value)), Timestamp: m.Timestamp}
+	p.got = append(p.got, stored)
+	p.successes <- m
 }
 
 func newFakeProducer() *fakeProducer {
@@ -48,8 +55,7 @@ func newFakeProducer() *fakeProducer {
 		for m := range p.input {
 			p.mu.Lock()
 			if p.up {
-				p.got = append(p.got, m)
-				p.successes <- m
+				p.deliver(m)
 			} else {
 				p.held = append(p.held, m)
 			}
@@ -76,8 +82,7 @@ func (p *fakeProducer) setUp(up bool) {
 	p.up = up
 	if up {
 		for _, m := range p.held {
-			p.got = append(p.got, m)
-			p.successes <- m
+			p.deliver(m)
 		}
 		p.held = nil
 	}
@@ -203,7 +208,7 @@ func TestPublisherPublishesEveryTickOnTime(t *testing.T) {
 
 func mustEncode(e sarama.Encoder) []byte {
 	b, _ := e.Encode()
-	return b
+	return append([]byte(nil), b...)
 }
 
 // TestPublisherSkipsAndCountsUnderOutage: with the producer holding every

@@ -1,7 +1,6 @@
 package scheduler
 
 import (
-	"container/heap"
 	"sync"
 	"time"
 
@@ -149,7 +148,7 @@ func (s *Schedule) push(st *site, after time.Time) {
 	head := s.queue.head()
 	for i, u := range st.urls {
 		due := NextRun(Phase(st.uid, u, st.interval), st.interval, after).UnixNano()
-		heap.Push(&s.queue, entry{due: due, site: st, url: int32(i)})
+		s.queue.push(entry{due: due, site: st, url: int32(i)})
 	}
 	if s.queue.head() < head {
 		s.signal()
@@ -170,7 +169,7 @@ func (s *Schedule) Start(resumeAfter func(uid types.UID) time.Time) {
 			s.queue = append(s.queue, entry{due: due, site: st, url: int32(i)})
 		}
 	}
-	heap.Init(&s.queue)
+	s.queue.init()
 	s.checkNow = nil
 	s.started = true
 	s.signal()
@@ -220,7 +219,7 @@ func (s *Schedule) Due(now time.Time, limit int, buf []tick) (ticks []tick, next
 	for len(ticks) < limit && len(s.queue) > 0 && s.queue[0].due <= nowNanos {
 		e := &s.queue[0]
 		if e.site.retired {
-			heap.Pop(&s.queue)
+			s.queue.pop()
 			continue
 		}
 		interval := int64(e.site.interval)
@@ -230,7 +229,7 @@ func (s *Schedule) Due(now time.Time, limit int, buf []tick) (ticks []tick, next
 		}
 		ticks = append(ticks, tick{site: e.site, url: e.url, due: time.Unix(0, e.due)})
 		e.due += interval
-		heap.Fix(&s.queue, 0)
+		s.queue.down(0)
 	}
 	if len(s.checkNow) > 0 {
 		next = now
@@ -251,18 +250,68 @@ func (s *Schedule) signal() {
 	}
 }
 
-// entryHeap is a min-heap of entries by due time.
+// entryHeap is a 4-ary min-heap of entries by due time, written out for
+// entries rather than through container/heap: with a million entries the
+// interface calls and the extra levels of a binary heap cost a third of the
+// scheduler's CPU (docs/benchmarks.md).
 type entryHeap []entry
 
-func (h entryHeap) Len() int           { return len(h) }
-func (h entryHeap) Less(i, j int) bool { return h[i].due < h[j].due }
-func (h entryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *entryHeap) Push(x any)        { *h = append(*h, x.(entry)) }
-func (h *entryHeap) Pop() any {
+func (h *entryHeap) push(e entry) {
+	*h = append(*h, e)
+	h.up(len(*h) - 1)
+}
+
+func (h *entryHeap) pop() {
 	old := *h
-	e := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return e
+	last := len(old) - 1
+	old[0] = old[last]
+	old[last] = entry{} // no dangling site pointer
+	*h = old[:last]
+	if last > 0 {
+		h.down(0)
+	}
+}
+
+func (h entryHeap) init() {
+	for i := (len(h) - 2) / 4; i >= 0; i-- {
+		h.down(i)
+	}
+}
+
+func (h entryHeap) up(i int) {
+	e := h[i]
+	for i > 0 {
+		parent := (i - 1) / 4
+		if h[parent].due <= e.due {
+			break
+		}
+		h[i] = h[parent]
+		i = parent
+	}
+	h[i] = e
+}
+
+func (h entryHeap) down(i int) {
+	n := len(h)
+	e := h[i]
+	for {
+		first := 4*i + 1
+		if first >= n {
+			break
+		}
+		least := first
+		for c := first + 1; c < first+4 && c < n; c++ {
+			if h[c].due < h[least].due {
+				least = c
+			}
+		}
+		if h[least].due >= e.due {
+			break
+		}
+		h[i] = h[least]
+		i = least
+	}
+	h[i] = e
 }
 
 // head is the earliest due time, or the largest int64 when empty.

@@ -1,0 +1,282 @@
+package scheduler
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/utils/ptr"
+
+	monitoringv1alpha1 "github.com/webmon-dev/webmon/api/v1alpha1"
+	"github.com/webmon-dev/webmon/internal/kafka"
+	"github.com/webmon-dev/webmon/internal/metrics"
+	"github.com/webmon-dev/webmon/internal/task"
+)
+
+// `make bench-scheduler` runs TestSchedulerThroughput with a million URLs
+// and the goals on; `make test` runs it small, as a check that the harness
+// works, without judging figures taken under the race detector.
+var (
+	throughputURLs  = flag.Int("throughput.urls", 20_000, "URLs the scheduler benchmark schedules (100 per Website)")
+	throughputPhase = flag.Duration("throughput.duration", 3*time.Second, "how long each phase of the scheduler benchmark publishes")
+	throughputGoals = flag.Bool("throughput.goals", false, "fail the scheduler benchmark when a figure misses its goal")
+)
+
+const urlsPerWebsite = 100
+
+// benchWebsites are n URLs as Websites of 100 URLs each, with what a
+// typical Website asks for (expectations, two plugins), so that the tasks
+// have a realistic size.
+func benchWebsites(n int) []*monitoringv1alpha1.Website {
+	sites := make([]*monitoringv1alpha1.Website, 0, n/urlsPerWebsite)
+	for i := 0; i < n; i += urlsPerWebsite {
+		ws := &monitoringv1alpha1.Website{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "tenant-" + fmt.Sprint(i%97), Name: fmt.Sprintf("site-%07d", i/urlsPerWebsite),
+				UID: uuid.NewUUID(), Generation: 1},
+			Spec: monitoringv1alpha1.WebsiteSpec{
+				Method: "GET", Timeout: metav1.Duration{Duration: 10 * time.Second},
+				Expect: monitoringv1alpha1.Expectations{
+					StatusCodes: []monitoringv1alpha1.StatusCodeRange{"200-299"}, MaxLatency: &metav1.Duration{Duration: 2 * time.Second},
+					FollowRedirects: ptr.To(true),
+				},
+				Plugins:          []monitoringv1alpha1.PluginSpec{{Name: "tls-expiry"}, {Name: "html-stats"}},
+				FailureThreshold: 1, SuccessThreshold: 1,
+			},
+		}
+		for j := range min(urlsPerWebsite, n-i) {
+			ws.Spec.URLs = append(ws.Spec.URLs, monitoringv1alpha1.WebsiteURL(fmt.Sprintf("https://www.shop-%07d.example.com/catalog/page-%03d", i/urlsPerWebsite, j)))
+		}
+		sites = append(sites, ws)
+	}
+	return sites
+}
+
+// TestSchedulerThroughput measures, in one run against the embedded broker:
+// the raw sarama AsyncProducer's rate with the scheduler's settings, message
+// size and keys (the ceiling); the scheduler's rate with its URLs due faster
+// than Kafka takes them; its lateness when not saturated; and its heap per
+// URL. It prints them as key=value lines.
+func TestSchedulerThroughput(t *testing.T) {
+	urls, phase := *throughputURLs, *throughputPhase
+
+	broker, err := kafka.StartDevBroker(kafka.DevBrokerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer broker.Close()
+	kcfg := kafka.Config{Brokers: broker.Addrs(), ClientID: "bench"}
+	pcfg, err := kcfg.Producer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic := func(name string) kafka.TopicSpec {
+		spec := kafka.TopicSpec{Name: name, Partitions: 32, ReplicationFactor: 1}
+		kc := newClient(t, broker, pcfg)
+		if err := ensureTopic(kc, spec); err != nil {
+			t.Fatal(err)
+		}
+		return spec
+	}
+
+	// The heap a scheduler holds per URL: its schedule, and the Websites
+	// (trimmed, as the informer keeps them).
+	before := heapInUse()
+	sites := benchWebsites(urls)
+	schedule := NewSchedule()
+	now := time.Now()
+	for _, ws := range sites {
+		schedule.Set(ws, now)
+	}
+	schedule.Start(func(types.UID) time.Time { return now })
+	bytesPerURL := float64(heapInUse()-before) / float64(urls)
+	schedule.Stop()
+	runtime.KeepAlive(sites)
+
+	ceiling := rawProducerRate(t, newClient(t, broker, pcfg), topic("ceiling"), sites, phase)
+
+	// Fully loaded: due as fast as the ceiling.
+	interval := time.Duration(float64(urls) / ceiling * float64(time.Second))
+	saturated := runScheduler(t, broker, pcfg, topic("saturated"), sites, interval, phase)
+	// Not saturated: due at half the ceiling.
+	interval = time.Duration(float64(urls) / (0.5 * ceiling) * float64(time.Second))
+	relaxed := runScheduler(t, broker, pcfg, topic("relaxed"), sites, interval, phase)
+
+	ratio := saturated.rate / ceiling
+	for _, line := range []string{
+		fmt.Sprintf("urls=%d", urls),
+		fmt.Sprintf("ceiling_msgs_per_s=%.0f", ceiling),
+		fmt.Sprintf("scheduler_msgs_per_s=%.0f", saturated.rate),
+		fmt.Sprintf("ratio=%.2f", ratio),
+		fmt.Sprintf("lateness_p99_ms=%.1f", relaxed.latenessP99*1000),
+		fmt.Sprintf("lateness_p50_ms=%.1f", relaxed.latenessP50*1000),
+		fmt.Sprintf("relaxed_msgs_per_s=%.0f", relaxed.rate),
+		fmt.Sprintf("relaxed_skipped=%.0f", relaxed.skipped),
+		fmt.Sprintf("saturated_skipped_per_s=%.0f", saturated.skipped/phase.Seconds()),
+		fmt.Sprintf("bytes_per_url=%.0f", bytesPerURL),
+		fmt.Sprintf("message_bytes=%d", messageSize(sites[0])),
+	} {
+		t.Log(line)
+	}
+	if saturated.rate <= 0 || relaxed.rate <= 0 {
+		t.Fatal("the scheduler published nothing")
+	}
+	if relaxed.skipped > 0 {
+		t.Errorf("%v ticks skipped while not saturated", relaxed.skipped)
+	}
+	if *throughputGoals {
+		if ratio < 0.8 {
+			t.Errorf("ratio %.2f: under the goal of 0.8", ratio)
+		}
+		if relaxed.latenessP99 > 0.1 {
+			t.Errorf("lateness p99 %.0f ms: over the goal of 100 ms", relaxed.latenessP99*1000)
+		}
+		if bytesPerURL > 300 {
+			t.Errorf("%.0f bytes per URL: over the goal of 300", bytesPerURL)
+		}
+	}
+}
+
+func newClient(t *testing.T, broker *kafka.DevBroker, cfg *sarama.Config) sarama.Client {
+	t.Helper()
+	kc, err := sarama.NewClient(broker.Addrs(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = kc.Close() })
+	return kc
+}
+
+func messageSize(ws *monitoringv1alpha1.Website) int {
+	now := time.Now()
+	return len(task.NewPrefix(task.ForWebsite(ws)).Append(nil, string(ws.Spec.URLs[0]), 0, now, now, task.TriggerSchedule, ""))
+}
+
+// rawProducerRate is the ceiling: sarama's AsyncProducer fed as fast as it
+// takes messages of the scheduler's size, over the same keys, for d.
+func rawProducerRate(t *testing.T, kc sarama.Client, spec kafka.TopicSpec, sites []*monitoringv1alpha1.Website, d time.Duration) float64 {
+	producer, err := sarama.NewAsyncProducerFromClient(kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type prepared struct {
+		key   sarama.Encoder
+		value []byte
+	}
+	msgs := make([]prepared, len(sites))
+	now := time.Now()
+	for i, ws := range sites {
+		msgs[i] = prepared{sarama.StringEncoder(ws.UID),
+			task.NewPrefix(task.ForWebsite(ws)).Append(nil, string(ws.Spec.URLs[0]), 0, now, now, task.TriggerSchedule, "")}
+	}
+	var acked atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range producer.Successes() {
+			acked.Add(1)
+		}
+	}()
+	go func() {
+		for err := range producer.Errors() {
+			t.Errorf("raw producer: %v", err)
+		}
+	}()
+	start := time.Now()
+	var measureFrom int64
+	warm := start.Add(d / 4)
+	for i := 0; time.Since(start) < d; i++ {
+		if measureFrom == 0 && time.Now().After(warm) {
+			measureFrom = acked.Load()
+			warm = time.Now()
+		}
+		m := msgs[i%len(msgs)]
+		producer.Input() <- &sarama.ProducerMessage{Topic: spec.Name, Key: m.key, Value: sarama.ByteEncoder(m.value), Timestamp: time.Now()}
+	}
+	rate := float64(acked.Load()-measureFrom) / time.Since(warm).Seconds()
+	producer.AsyncClose()
+	<-done
+	return rate
+}
+
+type schedulerRun struct {
+	rate, skipped            float64
+	latenessP50, latenessP99 float64
+}
+
+// runScheduler publishes sites at interval for d with the scheduler's own
+// publishing path, and measures its acknowledged rate after a warm-up.
+func runScheduler(t *testing.T, broker *kafka.DevBroker, pcfg *sarama.Config, spec kafka.TopicSpec,
+	sites []*monitoringv1alpha1.Website, interval time.Duration, d time.Duration) schedulerRun {
+	m := metrics.NewScheduler(prometheus.NewRegistry())
+	s := New(Options{
+		Kafka: pcfg, Brokers: broker.Addrs(), Topic: spec, MaxLateness: 5 * time.Second, MaxInFlight: 100_000, Metrics: m,
+	}, logr.Discard())
+	now := time.Now()
+	for _, ws := range sites {
+		ws := ws.DeepCopy()
+		ws.Spec.Interval = metav1.Duration{Duration: interval}
+		s.schedule.Set(ws, now)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Publish(ctx, newClient(t, broker, pcfg)) }()
+	published := func() float64 { return testutil.ToFloat64(m.Published.WithLabelValues("schedule")) }
+	time.Sleep(d / 4)
+	from, fromSkipped, start := published(), testutil.ToFloat64(m.SkippedTicks), time.Now()
+	time.Sleep(d)
+	run := schedulerRun{
+		rate:    (published() - from) / time.Since(start).Seconds(),
+		skipped: testutil.ToFloat64(m.SkippedTicks) - fromSkipped,
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	run.latenessP50 = quantile(t, m.Lateness, 0.50)
+	run.latenessP99 = quantile(t, m.Lateness, 0.99)
+	return run
+}
+
+// quantile estimates a quantile of a histogram by linear interpolation
+// inside its bucket, as Prometheus's histogram_quantile does.
+func quantile(t *testing.T, h prometheus.Histogram, q float64) float64 {
+	var out dto.Metric
+	if err := h.Write(&out); err != nil {
+		t.Fatal(err)
+	}
+	hist := out.GetHistogram()
+	rank := q * float64(hist.GetSampleCount())
+	lower, below := 0.0, 0.0
+	for _, b := range hist.GetBucket() {
+		count := float64(b.GetCumulativeCount())
+		if count >= rank {
+			if count == below {
+				return b.GetUpperBound()
+			}
+			return lower + (b.GetUpperBound()-lower)*(rank-below)/(count-below)
+		}
+		lower, below = b.GetUpperBound(), count
+	}
+	return math.Inf(1)
+}
+
+func heapInUse() uint64 {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
+}
