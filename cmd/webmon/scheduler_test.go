@@ -90,7 +90,7 @@ func newSchedulerBed(t *testing.T) *schedulerBed {
 func (b *schedulerBed) args() []string {
 	return []string{"scheduler", "--shard=0", "--shards=2", "--namespace=webmon-system",
 		"--kafka-brokers=" + b.brokers, "--kafka-topic=" + testTopic,
-		"--kafka-topic-partitions=4", "--kafka-topic-replication-factor=1",
+		"--kafka-topic-partitions=4",
 		"--metrics-bind-address=0", "--health-probe-bind-address=0",
 		"--leader-election-lease-duration=2s", "--leader-election-renew-deadline=1500ms", "--leader-election-retry-period=250ms"}
 }
