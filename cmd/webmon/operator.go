@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -15,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
@@ -23,10 +21,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	monitoringv1alpha1 "github.com/webmon-dev/webmon/api/v1alpha1"
 	"github.com/webmon-dev/webmon/controllers"
 	"github.com/webmon-dev/webmon/internal/kafka"
 )
@@ -45,13 +41,8 @@ type operatorOptions struct {
 	memoryRequest string
 	memoryLimit   string
 
-	leaderElect             bool
-	metricsAddr             string
-	probeAddr               string
-	kubeAPIQPS              float32
-	kubeAPIBurst            int
 	maxConcurrentReconciles int
-	zap                     zap.Options
+	managerOptions
 }
 
 func newOperatorCommand() *cobra.Command {
@@ -66,16 +57,17 @@ func newOperatorCommand() *cobra.Command {
 			ServiceAccountName: "webmon-scheduler",
 			Kafka:              controllers.KafkaSettings{Topic: "webmon-tasks"},
 		},
-		cpuRequest:              "100m",
-		memoryRequest:           "128Mi",
-		memoryLimit:             "1Gi",
-		leaderElect:             true,
-		metricsAddr:             ":8080",
-		probeAddr:               ":8081",
-		kubeAPIQPS:              controllers.DefaultKubeAPIQPS,
-		kubeAPIBurst:            controllers.DefaultKubeAPIBurst,
+		cpuRequest:    "100m",
+		memoryRequest: "128Mi",
+		memoryLimit:   "1Gi",
+		managerOptions: managerOptions{
+			leaderElect:  true,
+			metricsAddr:  ":8080",
+			probeAddr:    ":8081",
+			kubeAPIQPS:   controllers.DefaultKubeAPIQPS,
+			kubeAPIBurst: controllers.DefaultKubeAPIBurst,
+		},
 		maxConcurrentReconciles: controllers.DefaultMaxConcurrentReconciles,
-		zap:                     zap.Options{Development: false},
 	}
 	cmd := &cobra.Command{
 		Use:   "operator",
@@ -103,15 +95,8 @@ func newOperatorCommand() *cobra.Command {
 	fs.BoolVar(&o.scheduler.Kafka.TLSClientCert, "kafka-tls-client-cert", false, "the --kafka-tls-secret also holds tls.crt and tls.key, for brokers that require mutual TLS")
 	fs.StringVar(&o.scheduler.Kafka.SASLMechanism, "kafka-sasl-mechanism", "", "Kafka SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
 	fs.StringVar(&o.scheduler.Kafka.SASLSecret, "kafka-sasl-secret", "", "Secret with the Kafka SASL username and password keys")
-	fs.BoolVar(&o.leaderElect, "leader-elect", o.leaderElect, "elect a leader among operator replicas; only it reconciles")
-	fs.StringVar(&o.metricsAddr, "metrics-bind-address", o.metricsAddr, "address of the metrics endpoint; 0 disables it")
-	fs.StringVar(&o.probeAddr, "health-probe-bind-address", o.probeAddr, "address of the health probes; 0 disables them")
-	fs.Float32Var(&o.kubeAPIQPS, "kube-api-qps", o.kubeAPIQPS, "queries per second to the Kubernetes API, a shared resource")
-	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", o.kubeAPIBurst, "burst of queries to the Kubernetes API")
 	fs.IntVar(&o.maxConcurrentReconciles, "max-concurrent-reconciles", o.maxConcurrentReconciles, "Websites reconciled at once")
-	zapFlags := flag.NewFlagSet("zap", flag.ContinueOnError)
-	o.zap.BindFlags(zapFlags)
-	fs.AddGoFlagSet(zapFlags)
+	o.addFlags(fs, "elect a leader among operator replicas; only it reconciles")
 	return cmd
 }
 
@@ -181,20 +166,11 @@ func runOperator(ctx context.Context, o *operatorOptions) error {
 	if err := o.validate(); err != nil {
 		return err
 	}
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zap)))
-	log := ctrl.Log.WithName("operator")
-
-	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, monitoringv1alpha1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			return err
-		}
-	}
-	cfg, err := ctrl.GetConfig()
+	scheme, cfg, err := o.setUp()
 	if err != nil {
-		return fmt.Errorf("kubeconfig: %w", err)
+		return err
 	}
-	cfg.QPS, cfg.Burst = o.kubeAPIQPS, o.kubeAPIBurst
+	log := ctrl.Log.WithName("operator")
 	if o.ownerDeployment != "" {
 		if o.scheduler.Owner, err = ownerReference(ctx, cfg, scheme, o.namespace, o.ownerDeployment); err != nil {
 			return err

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -12,16 +11,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	monitoringv1alpha1 "github.com/webmon-dev/webmon/api/v1alpha1"
 	"github.com/webmon-dev/webmon/internal/kafka"
 	"github.com/webmon-dev/webmon/internal/metrics"
 	"github.com/webmon-dev/webmon/scheduler"
@@ -34,12 +29,8 @@ type schedulerOptions struct {
 	topic         kafka.TopicSpec
 	sched         scheduler.Options
 
-	leaderElect                               bool
 	leaseDuration, renewDeadline, retryPeriod time.Duration
-	metricsAddr, probeAddr                    string
-	kubeAPIQPS                                float32
-	kubeAPIBurst                              int
-	zap                                       zap.Options
+	managerOptions
 }
 
 func newSchedulerCommand() *cobra.Command {
@@ -49,14 +40,16 @@ func newSchedulerCommand() *cobra.Command {
 		kafka:         kafka.Config{ClientID: "webmon-scheduler", Version: kafka.DefaultVersion},
 		topic:         kafka.TopicSpec{Name: "webmon-tasks", Partitions: 32, ReplicationFactor: -1, Retention: time.Hour},
 		sched:         scheduler.Options{MaxLateness: 5 * time.Second, MaxInFlight: 100_000, CatchUpWindow: 30 * time.Second},
-		leaderElect:   true,
 		leaseDuration: 15 * time.Second,
 		renewDeadline: 10 * time.Second,
 		retryPeriod:   2 * time.Second,
-		metricsAddr:   ":8080",
-		probeAddr:     ":8081",
-		kubeAPIQPS:    20,
-		kubeAPIBurst:  40,
+		managerOptions: managerOptions{
+			leaderElect:  true,
+			metricsAddr:  ":8080",
+			probeAddr:    ":8081",
+			kubeAPIQPS:   20,
+			kubeAPIBurst: 40,
+		},
 	}
 	cmd := &cobra.Command{
 		Use:   "scheduler",
@@ -82,17 +75,10 @@ failover neither repeats nor (within --catch-up-window) loses a tick.`,
 		"tasks handed to Kafka and not yet acknowledged, at most: bounds memory when Kafka is slow")
 	fs.DurationVar(&o.sched.CatchUpWindow, "catch-up-window", o.sched.CatchUpWindow,
 		"how far back a new leader publishes the ticks its predecessor missed (each until its deadline); 0 disables it")
-	fs.BoolVar(&o.leaderElect, "leader-elect", o.leaderElect, "elect a leader among the shard's replicas; only it publishes")
 	fs.DurationVar(&o.leaseDuration, "leader-election-lease-duration", o.leaseDuration, "how long a standby waits for a silent leader: the failover time")
 	fs.DurationVar(&o.renewDeadline, "leader-election-renew-deadline", o.renewDeadline, "how long the leader tries to renew before it steps down")
 	fs.DurationVar(&o.retryPeriod, "leader-election-retry-period", o.retryPeriod, "how often the replicas try to take or renew the Lease")
-	fs.StringVar(&o.metricsAddr, "metrics-bind-address", o.metricsAddr, "address of the metrics endpoint; 0 disables it")
-	fs.StringVar(&o.probeAddr, "health-probe-bind-address", o.probeAddr, "address of the health probes; 0 disables them")
-	fs.Float32Var(&o.kubeAPIQPS, "kube-api-qps", o.kubeAPIQPS, "queries per second to the Kubernetes API")
-	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", o.kubeAPIBurst, "burst of queries to the Kubernetes API")
-	zapFlags := flag.NewFlagSet("zap", flag.ContinueOnError)
-	o.zap.BindFlags(zapFlags)
-	fs.AddGoFlagSet(zapFlags)
+	o.addFlags(fs, "elect a leader among the shard's replicas; only it publishes")
 	return cmd
 }
 
@@ -133,20 +119,11 @@ func runScheduler(ctx context.Context, o *schedulerOptions) error {
 	if err := o.validate(); err != nil {
 		return err
 	}
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zap)))
-	log := ctrl.Log.WithName("scheduler").WithValues("shard", o.shard)
-
-	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, monitoringv1alpha1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			return err
-		}
-	}
-	cfg, err := ctrl.GetConfig()
+	scheme, cfg, err := o.setUp()
 	if err != nil {
-		return fmt.Errorf("kubeconfig: %w", err)
+		return err
 	}
-	cfg.QPS, cfg.Burst = o.kubeAPIQPS, o.kubeAPIBurst
+	log := ctrl.Log.WithName("scheduler").WithValues("shard", o.shard)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
