@@ -41,11 +41,7 @@ func TestUnimplementedCommandsFail(t *testing.T) {
 
 func TestOperatorConfigErrors(t *testing.T) {
 	t.Setenv("POD_NAMESPACE", "")
-	tests := map[string]struct {
-		args []string
-		env  map[string]string
-		want string
-	}{
+	tests := map[string]configErrorCase{
 		"no namespace":            {args: []string{"operator"}, want: "--namespace: none given"},
 		"bad env value":           {args: []string{"operator"}, env: map[string]string{"WEBMON_SHARDS": "many"}, want: "$WEBMON_SHARDS"},
 		"three replicas":          {args: []string{"operator", "--namespace=w", "--scheduler-replicas=3"}, want: "want 1, or 2"},
@@ -56,27 +52,13 @@ func TestOperatorConfigErrors(t *testing.T) {
 		"bad SASL mechanism":      {args: []string{"operator", "--namespace=w", "--kafka-sasl-mechanism=GSSAPI", "--kafka-sasl-secret=s"}, want: `"GSSAPI"`},
 		"client cert without TLS": {args: []string{"operator", "--namespace=w", "--kafka-tls-client-cert"}, want: "needs --kafka-tls-secret"},
 	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			for k, v := range tc.env {
-				t.Setenv(k, v)
-			}
-			_, err := run(t.Context(), tc.args...)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("err = %v, want one mentioning %q", err, tc.want)
-			}
-		})
-	}
+	checkConfigErrors(t, tests)
 }
 
 func TestSchedulerConfigErrors(t *testing.T) {
 	t.Setenv("POD_NAMESPACE", "")
 	ok := []string{"scheduler", "--namespace=w", "--kafka-brokers=localhost:9092"}
-	tests := map[string]struct {
-		args []string
-		env  map[string]string
-		want string
-	}{
+	tests := map[string]configErrorCase{
 		"no shard":             {args: ok, want: "--shard: none given"},
 		"shard out of range":   {args: append(ok, "--shard=3", "--shards=3"), want: "--shard 3: not below --shards 3"},
 		"shard from env":       {args: ok, env: map[string]string{"WEBMON_SHARD": "x"}, want: "$WEBMON_SHARD"},
@@ -92,6 +74,19 @@ func TestSchedulerConfigErrors(t *testing.T) {
 		"no in-flight room":    {args: append(ok, "--shard=0", "--max-in-flight=0"), want: "--max-in-flight 0"},
 		"negative replication": {args: append(ok, "--shard=0", "--kafka-topic-replication-factor=-2"), want: "--kafka-topic-replication-factor -2"},
 	}
+	checkConfigErrors(t, tests)
+}
+
+// configErrorCase is a command line (and environment) that must fail with
+// an error mentioning want.
+type configErrorCase struct {
+	args []string
+	env  map[string]string
+	want string
+}
+
+func checkConfigErrors(t *testing.T, tests map[string]configErrorCase) {
+	t.Helper()
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			for k, v := range tc.env {
