@@ -234,7 +234,7 @@ func TestPublisherSkipsAndCountsUnderOutage(t *testing.T) {
 	if skipped < 3*urls-maxInFlight-2*2*urls/10 || skipped > 3*urls-maxInFlight {
 		t.Errorf("%v ticks skipped during 3 intervals of outage, want about %d", skipped, 3*urls-maxInFlight)
 	}
-	if n := len(r.schedule.queue); n != urls {
+	if n := r.schedule.queue.len(); n != urls {
 		t.Errorf("the queue holds %d entries for %d URLs during the outage", n, urls)
 	}
 

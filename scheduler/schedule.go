@@ -71,7 +71,7 @@ type Schedule struct {
 	checkNowSeen map[types.UID]string
 	urls         int
 	started      bool
-	queue        entryHeap
+	queue        *timingWheel
 	checkNow     []tick
 	// wake is signalled when a tick earlier than the queue's head arrives.
 	wake chan struct{}
@@ -143,16 +143,14 @@ func (s *Schedule) replace(old, cur *site, now time.Time) {
 	}
 }
 
-// push queues each URL of st at its first due time after `after`.
+// push queues each URL of st at its first due time after `after`, and
+// wakes the publisher in case one is due before it planned to look.
 func (s *Schedule) push(st *site, after time.Time) {
-	head := s.queue.head()
 	for i, u := range st.urls {
 		due := NextRun(Phase(st.uid, u, st.interval), st.interval, after).UnixNano()
-		s.queue.push(entry{due: due, site: st, url: int32(i)})
+		s.queue.add(entry{due: due, site: st, url: int32(i)})
 	}
-	if s.queue.head() < head {
-		s.signal()
-	}
+	s.signal()
 }
 
 // Start builds the queue for a new leader: each URL's first tick is the
@@ -161,15 +159,16 @@ func (s *Schedule) push(st *site, after time.Time) {
 func (s *Schedule) Start(resumeAfter func(uid types.UID) time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.queue = make(entryHeap, 0, s.urls)
+	entries := make([]entry, 0, s.urls)
 	for _, st := range s.sites {
 		after := resumeAfter(st.uid)
 		for i, u := range st.urls {
 			due := NextRun(Phase(st.uid, u, st.interval), st.interval, after).UnixNano()
-			s.queue = append(s.queue, entry{due: due, site: st, url: int32(i)})
+			entries = append(entries, entry{due: due, site: st, url: int32(i)})
 		}
 	}
-	s.queue.init()
+	s.queue = newTimingWheel()
+	s.queue.fill(entries)
 	s.checkNow = nil
 	s.started = true
 	s.signal()
@@ -215,11 +214,16 @@ func (s *Schedule) Due(now time.Time, limit int, buf []tick) (ticks []tick, next
 	if len(s.checkNow) == 0 {
 		s.checkNow = nil // let the backing array go
 	}
+	if s.queue == nil {
+		return ticks, next, skipped
+	}
 	nowNanos := now.UnixNano()
-	for len(ticks) < limit && len(s.queue) > 0 && s.queue[0].due <= nowNanos {
-		e := &s.queue[0]
+	for len(ticks) < limit {
+		e, ok := s.queue.popDue(nowNanos)
+		if !ok {
+			break
+		}
 		if e.site.retired {
-			s.queue.pop()
 			continue
 		}
 		interval := int64(e.site.interval)
@@ -229,12 +233,12 @@ func (s *Schedule) Due(now time.Time, limit int, buf []tick) (ticks []tick, next
 		}
 		ticks = append(ticks, tick{site: e.site, url: e.url, due: time.Unix(0, e.due)})
 		e.due += interval
-		s.queue.down(0)
+		s.queue.add(e)
 	}
 	if len(s.checkNow) > 0 {
 		next = now
-	} else if len(s.queue) > 0 {
-		next = time.Unix(0, s.queue[0].due)
+	} else if s.queue.len() > 0 {
+		next = time.Unix(0, s.queue.next())
 	}
 	return ticks, next, skipped
 }
@@ -248,76 +252,4 @@ func (s *Schedule) signal() {
 	case s.wake <- struct{}{}:
 	default:
 	}
-}
-
-// entryHeap is a 4-ary min-heap of entries by due time, written out for
-// entries rather than through container/heap: with a million entries the
-// interface calls and the extra levels of a binary heap cost a third of the
-// scheduler's CPU (docs/benchmarks.md).
-type entryHeap []entry
-
-func (h *entryHeap) push(e entry) {
-	*h = append(*h, e)
-	h.up(len(*h) - 1)
-}
-
-func (h *entryHeap) pop() {
-	old := *h
-	last := len(old) - 1
-	old[0] = old[last]
-	old[last] = entry{} // no dangling site pointer
-	*h = old[:last]
-	if last > 0 {
-		h.down(0)
-	}
-}
-
-func (h entryHeap) init() {
-	for i := (len(h) - 2) / 4; i >= 0; i-- {
-		h.down(i)
-	}
-}
-
-func (h entryHeap) up(i int) {
-	e := h[i]
-	for i > 0 {
-		parent := (i - 1) / 4
-		if h[parent].due <= e.due {
-			break
-		}
-		h[i] = h[parent]
-		i = parent
-	}
-	h[i] = e
-}
-
-func (h entryHeap) down(i int) {
-	n := len(h)
-	e := h[i]
-	for {
-		first := 4*i + 1
-		if first >= n {
-			break
-		}
-		least := first
-		for c := first + 1; c < first+4 && c < n; c++ {
-			if h[c].due < h[least].due {
-				least = c
-			}
-		}
-		if h[least].due >= e.due {
-			break
-		}
-		h[i] = h[least]
-		i = least
-	}
-	h[i] = e
-}
-
-// head is the earliest due time, or the largest int64 when empty.
-func (h entryHeap) head() int64 {
-	if len(h) == 0 {
-		return 1<<63 - 1
-	}
-	return h[0].due
 }
