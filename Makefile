@@ -77,7 +77,7 @@ bench-operator: controlplane-tools ## Time the operator labelling and scheduling
 
 .PHONY: bench-scheduler
 bench-scheduler: ## Publish 1,000,000 URLs through the scheduler against the embedded broker, against raw sarama's ceiling.
-	go test -count=1 -run='^TestSchedulerThroughput$$' -v ./scheduler/ -args -throughput.urls=1000000 -throughput.duration=8s -throughput.goals \
+	go test -count=1 -run='^TestSchedulerThroughput$$' -v ./scheduler/ -args -throughput.urls=1000000 -throughput.duration=5s -throughput.goals \
 		| tee /dev/stderr | sed -n 's/^ *throughput_test.go:[0-9]*: \([a-z0-9_]*=.*\)$$/\1/p'
 
 ##@ Build

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,6 +97,7 @@ func (p *publisher) run(ctx context.Context) {
 		now := p.clock.Now()
 		ticks, next, skipped := p.schedule.Due(now, batchSize, buf[:0])
 		p.metrics.SkippedTicks.Add(float64(skipped))
+		warm(ticks)
 		for _, t := range ticks {
 			now = p.publish(ctx, t, now)
 		}
@@ -105,6 +107,18 @@ func (p *publisher) run(ctx context.Context) {
 		}
 		p.waitUntil(ctx, next)
 	}
+}
+
+// warm reads the first bytes of each tick's Website prefix and URL before
+// any is encoded. The reads do not depend on each other, so the processor
+// overlaps their cache misses; encoding then finds them in cache. With a
+// million URLs scattered in memory, this is most of the cost of a task.
+func warm(ticks []tick) {
+	var sink byte
+	for _, t := range ticks {
+		sink ^= t.site.prefix[0] ^ t.site.urls[t.url][0]
+	}
+	runtime.KeepAlive(sink) // the reads are the point
 }
 
 // waitUntil sleeps until next (forever if zero), a new earlier tick, a

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 
 	monitoringv1alpha1 "github.com/webmon-dev/webmon/api/v1alpha1"
@@ -31,7 +34,7 @@ import (
 // works, without judging figures taken under the race detector.
 var (
 	throughputURLs  = flag.Int("throughput.urls", 20_000, "URLs the scheduler benchmark schedules (100 per Website)")
-	throughputPhase = flag.Duration("throughput.duration", 3*time.Second, "how long each phase of the scheduler benchmark publishes")
+	throughputPhase = flag.Duration("throughput.duration", time.Second, "how long each phase of the scheduler benchmark publishes")
 	throughputGoals = flag.Bool("throughput.goals", false, "fail the scheduler benchmark when a figure misses its goal")
 )
 
@@ -82,13 +85,21 @@ func TestSchedulerThroughput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	topic := func(name string) kafka.TopicSpec {
+	admin, err := sarama.NewClusterAdminFromClient(newClient(t, broker, pcfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each phase writes to a topic of its own, deleted after it, so that
+	// the broker's memory does not grow from phase to phase.
+	withTopic := func(name string, phase func(kafka.TopicSpec)) {
 		spec := kafka.TopicSpec{Name: name, Partitions: 32, ReplicationFactor: 1}
-		kc := newClient(t, broker, pcfg)
-		if err := ensureTopic(kc, spec); err != nil {
+		if err := kafka.EnsureTopic(admin, spec); err != nil {
 			t.Fatal(err)
 		}
-		return spec
+		phase(spec)
+		if err := admin.DeleteTopic(name); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	// The heap a scheduler holds per URL: its schedule, and the Websites
@@ -105,16 +116,32 @@ func TestSchedulerThroughput(t *testing.T) {
 	schedule.Stop()
 	runtime.KeepAlive(sites)
 
-	ceiling := rawProducerRate(t, newClient(t, broker, pcfg), topic("ceiling"), sites, phase)
-
-	// Fully loaded: due as fast as the ceiling.
-	interval := time.Duration(float64(urls) / ceiling * float64(time.Second))
-	saturated := runScheduler(t, broker, pcfg, topic("saturated"), sites, interval, phase)
+	// The shared machine's speed drifts by tens of percent within a
+	// minute: ceiling and scheduler alternate, three rounds, and the
+	// figures are the medians of the rounds.
+	var ceilings, rates, ratios []float64
+	var saturated schedulerRun
+	for round := range 3 {
+		var ceiling float64
+		withTopic(fmt.Sprintf("ceiling-%d", round), func(spec kafka.TopicSpec) {
+			ceiling = rawProducerRate(t, newClient(t, broker, pcfg), spec, sites, phase)
+		})
+		// Fully loaded: due as fast as the ceiling.
+		interval := time.Duration(float64(urls) / ceiling * float64(time.Second))
+		withTopic(fmt.Sprintf("saturated-%d", round), func(spec kafka.TopicSpec) {
+			saturated = runScheduler(t, broker, pcfg, spec, sites, interval, phase)
+		})
+		t.Logf("round %d: ceiling %.0f/s, scheduler %.0f/s, ratio %.2f", round, ceiling, saturated.rate, saturated.rate/ceiling)
+		ceilings, rates, ratios = append(ceilings, ceiling), append(rates, saturated.rate), append(ratios, saturated.rate/ceiling)
+	}
+	ceiling, ratio := median(ceilings), median(ratios)
+	saturated.rate = median(rates)
 	// Not saturated: due at half the ceiling.
-	interval = time.Duration(float64(urls) / (0.5 * ceiling) * float64(time.Second))
-	relaxed := runScheduler(t, broker, pcfg, topic("relaxed"), sites, interval, phase)
+	var relaxed schedulerRun
+	withTopic("relaxed", func(spec kafka.TopicSpec) {
+		relaxed = runScheduler(t, broker, pcfg, spec, sites, time.Duration(float64(urls)/(0.5*ceiling)*float64(time.Second)), phase)
+	})
 
-	ratio := saturated.rate / ceiling
 	for _, line := range []string{
 		fmt.Sprintf("urls=%d", urls),
 		fmt.Sprintf("ceiling_msgs_per_s=%.0f", ceiling),
@@ -147,6 +174,12 @@ func TestSchedulerThroughput(t *testing.T) {
 			t.Errorf("%.0f bytes per URL: over the goal of 300", bytesPerURL)
 		}
 	}
+}
+
+func median(xs []float64) float64 {
+	sorted := slices.Clone(xs)
+	slices.Sort(sorted)
+	return sorted[len(sorted)/2]
 }
 
 func newClient(t *testing.T, broker *kafka.DevBroker, cfg *sarama.Config) sarama.Client {
@@ -236,7 +269,9 @@ func runScheduler(t *testing.T, broker *kafka.DevBroker, pcfg *sarama.Config, sp
 	published := func() float64 { return testutil.ToFloat64(m.Published.WithLabelValues("schedule")) }
 	time.Sleep(d / 4)
 	from, fromSkipped, start := published(), testutil.ToFloat64(m.SkippedTicks), time.Now()
+	fromLateness := histogram(t, m.Lateness)
 	time.Sleep(d)
+	lateness := histogram(t, m.Lateness)
 	run := schedulerRun{
 		rate:    (published() - from) / time.Since(start).Seconds(),
 		skipped: testutil.ToFloat64(m.SkippedTicks) - fromSkipped,
@@ -245,30 +280,49 @@ func runScheduler(t *testing.T, broker *kafka.DevBroker, pcfg *sarama.Config, sp
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	run.latenessP50 = quantile(t, m.Lateness, 0.50)
-	run.latenessP99 = quantile(t, m.Lateness, 0.99)
+	// Lateness over the measured window only, as a rate() would show it.
+	for i := range lateness.counts {
+		lateness.counts[i] -= fromLateness.counts[i]
+	}
+	run.latenessP50 = lateness.quantile(0.50)
+	run.latenessP99 = lateness.quantile(0.99)
 	return run
 }
 
-// quantile estimates a quantile of a histogram by linear interpolation
-// inside its bucket, as Prometheus's histogram_quantile does.
-func quantile(t *testing.T, h prometheus.Histogram, q float64) float64 {
+// cumulative is a histogram's cumulative bucket counts.
+type cumulative struct {
+	bounds, counts []float64
+}
+
+func histogram(t *testing.T, h prometheus.Histogram) cumulative {
 	var out dto.Metric
 	if err := h.Write(&out); err != nil {
 		t.Fatal(err)
 	}
-	hist := out.GetHistogram()
-	rank := q * float64(hist.GetSampleCount())
+	var c cumulative
+	for _, b := range out.GetHistogram().GetBucket() {
+		c.bounds = append(c.bounds, b.GetUpperBound())
+		c.counts = append(c.counts, float64(b.GetCumulativeCount()))
+	}
+	c.bounds = append(c.bounds, math.Inf(1))
+	c.counts = append(c.counts, float64(out.GetHistogram().GetSampleCount()))
+	return c
+}
+
+// quantile estimates a quantile by linear interpolation inside its bucket,
+// as Prometheus's histogram_quantile does.
+func (c cumulative) quantile(q float64) float64 {
+	rank := q * c.counts[len(c.counts)-1]
 	lower, below := 0.0, 0.0
-	for _, b := range hist.GetBucket() {
-		count := float64(b.GetCumulativeCount())
+	for i, bound := range c.bounds {
+		count := c.counts[i]
 		if count >= rank {
-			if count == below {
-				return b.GetUpperBound()
+			if count == below || math.IsInf(bound, 1) {
+				return bound
 			}
-			return lower + (b.GetUpperBound()-lower)*(rank-below)/(count-below)
+			return lower + (bound-lower)*(rank-below)/(count-below)
 		}
-		lower, below = b.GetUpperBound(), count
+		lower, below = bound, count
 	}
 	return math.Inf(1)
 }
@@ -279,4 +333,46 @@ func heapInUse() uint64 {
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
 	return ms.HeapInuse
+}
+
+// BenchmarkPublish is the scheduler's own cost per task with a million
+// URLs: schedule, encoding and the producer's input channel, with a
+// producer that acknowledges at once (no broker), so that only webmon's
+// side is measured. go test -run='^$' -bench=Publish ./scheduler
+func BenchmarkPublish(b *testing.B) {
+	sites := benchWebsites(1_000_000)
+	s := NewSchedule()
+	start := time.Now()
+	for _, ws := range sites {
+		ws.Spec.Interval = metav1.Duration{Duration: time.Second}
+		s.Set(ws, start)
+	}
+	s.Start(func(types.UID) time.Time { return start })
+	producer := newFakeProducer()
+	m := metrics.NewScheduler(prometheus.NewRegistry())
+	p := (&publisher{schedule: s, producer: producer, topic: "tasks", clock: clock.RealClock{}, metrics: m,
+		log: logr.Discard(), maxLateness: time.Hour, maxInFlight: 100_000, catchUpUntil: start}).init()
+	producer.record = false
+	ctx, cancel := context.WithCancel(b.Context())
+	var collected sync.WaitGroup
+	p.results.Add(1)
+	collected.Go(p.collectResults)
+	buf := make([]tick, 0, batchSize)
+	now := start.Add(time.Second) // every URL is due
+	b.ResetTimer()
+	for published := 0; published < b.N; {
+		ticks, _, _ := s.Due(now, min(batchSize, b.N-published), buf[:0])
+		warm(ticks)
+		for _, t := range ticks {
+			p.publish(ctx, t, now)
+		}
+		published += len(ticks)
+		if len(ticks) == 0 {
+			now = now.Add(time.Second)
+		}
+	}
+	b.StopTimer()
+	cancel()
+	producer.AsyncClose()
+	collected.Wait()
 }
