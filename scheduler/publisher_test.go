@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -199,6 +200,13 @@ func TestPublisherPublishesEveryTickOnTime(t *testing.T) {
 			t.Errorf("%s published twice", key)
 		}
 		seen[key] = true
+		// Each task names the URL whose phase it was due at.
+		if want := NextRun(Phase(types.UID(tk.UID), tk.URL, 10*time.Second), 10*time.Second, tk.ScheduledAt.Add(-time.Nanosecond)); !want.Equal(tk.ScheduledAt) {
+			t.Errorf("%s: due at %s, not at the phase of its URL", key, tk.ScheduledAt)
+		}
+		if !strings.HasSuffix(tk.URL, fmt.Sprintf("/%d", tk.URLIndex)) {
+			t.Errorf("%s: URL index %d", key, tk.URLIndex)
+		}
 		if string(mustEncode(m.Key)) != tk.UID || !m.Timestamp.Equal(tk.ScheduledAt) || !tk.Deadline.Equal(tk.ScheduledAt.Add(10*time.Second)) {
 			t.Errorf("message of %s: key %s, timestamp %s, deadline %s", key, mustEncode(m.Key), m.Timestamp, tk.Deadline)
 		}
