@@ -80,9 +80,6 @@ func New(opts Options, log logr.Logger) *Scheduler {
 	return &Scheduler{opts: opts, schedule: NewSchedule(), log: log}
 }
 
-// Schedule is the scheduler's schedule, for tests and benchmarks.
-func (s *Scheduler) Schedule() *Schedule { return s.schedule }
-
 // SetupWithManager feeds the schedule from the manager's Website informer
 // (which the caller restricts to the shard) and adds the publisher, which
 // runs on the elected leader only.
@@ -140,13 +137,13 @@ func (s *Scheduler) Start(ctx context.Context) error {
 	s.log.Info("leading the shard: publishing", "shard", s.opts.Shard, "topic", s.opts.Topic.Name)
 	s.opts.Metrics.Leader.Set(1)
 	defer s.opts.Metrics.Leader.Set(0)
-	return s.Publish(ctx, kc)
+	return s.lead(ctx, kc)
 }
 
-// Publish runs the leader's publishing with a connected client: it finds
-// where the previous leader stopped, starts the schedule from there, and
-// publishes until ctx ends.
-func (s *Scheduler) Publish(ctx context.Context, kc sarama.Client) error {
+// lead is the leader's work with a connected client: it finds where the
+// previous leader stopped, starts the schedule from there, and publishes
+// until ctx ends.
+func (s *Scheduler) lead(ctx context.Context, kc sarama.Client) error {
 	takeover := s.opts.Clock.Now()
 	resumeAfter := func(types.UID) time.Time { return takeover }
 	if s.opts.CatchUpWindow > 0 {

@@ -265,7 +265,7 @@ func runScheduler(t *testing.T, broker *kafka.DevBroker, pcfg *sarama.Config, sp
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- s.Publish(ctx, newClient(t, broker, pcfg)) }()
+	go func() { done <- s.lead(ctx, newClient(t, broker, pcfg)) }()
 	published := func() float64 { return testutil.ToFloat64(m.Published.WithLabelValues("schedule")) }
 	time.Sleep(d / 4)
 	from, fromSkipped, start := published(), testutil.ToFloat64(m.SkippedTicks), time.Now()

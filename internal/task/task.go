@@ -111,10 +111,6 @@ var (
 	ErrMalformed      = errors.New("malformed task message")
 )
 
-// Key is the Kafka message key of a Website's tasks: its UID, so that all of
-// them land on one partition and one checker at a time owns its status.
-func Key(uid string) []byte { return []byte(uid) }
-
 func (t *Task) validate() error {
 	switch {
 	case t.UID == "":
