@@ -32,7 +32,7 @@ func TestVersion(t *testing.T) {
 
 // The components whose issues have not landed must fail, not pretend.
 func TestUnimplementedCommandsFail(t *testing.T) {
-	for _, name := range []string{"checker", "migrate"} {
+	for _, name := range []string{"checker"} {
 		if _, err := run(t.Context(), name); !errors.Is(err, errNotImplemented) {
 			t.Errorf("webmon %s: err = %v, want %v", name, err, errNotImplemented)
 		}

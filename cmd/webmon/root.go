@@ -43,12 +43,3 @@ func newCheckerCommand() *cobra.Command {
 		RunE:  func(*cobra.Command, []string) error { return errNotImplemented },
 	}
 }
-
-func newMigrateCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "migrate",
-		Short: "Apply the PostgreSQL schema migrations",
-		Args:  cobra.NoArgs,
-		RunE:  func(*cobra.Command, []string) error { return errNotImplemented },
-	}
-}

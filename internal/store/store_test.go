@@ -1,0 +1,194 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/webmon-dev/webmon/test/testbed/postgres"
+)
+
+// newStore is a migrated store on a database of its own, on the real
+// PostgreSQL server of the test bed.
+func newStore(t *testing.T) (*Store, *pgxpool.Pool) {
+	t.Helper()
+	ctx := t.Context()
+	db, err := postgres.NewDatabase(ctx, "store")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := db.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	raw, err := pgxpool.New(ctx, db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied, err := Migrate(ctx, raw)
+	raw.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(applied) == 0 {
+		t.Fatal("a fresh database: no migration applied")
+	}
+	cfg, err := pgxpool.ParseConfig(db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	Configure(cfg)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return New(pool), pool
+}
+
+var day0 = time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
+
+func results(n int, at time.Time, step time.Duration) []Result {
+	out := make([]Result, n)
+	for i := range out {
+		out[i] = Result{
+			WebsiteUID: "6f1c7a52-3f0e-4c8e-9a53-2b0f3f6f9d11", Namespace: "shop", Name: "storefront",
+			URL: fmt.Sprintf("https://shop.example.com/%d", i%10), URLIndex: i % 10,
+			ScheduledAt: at.Add(time.Duration(i/10) * step), CheckedAt: at.Add(time.Duration(i/10)*step + time.Second),
+			Outcome: OutcomeUp, StatusCode: 200, Total: 120 * time.Millisecond, TTFB: 80 * time.Millisecond, BodyBytes: 5120,
+			Plugins: []byte(`[{"name":"html-stats","result":"OK"}]`),
+		}
+		if i%7 == 0 {
+			out[i].Outcome, out[i].ErrorClass, out[i].ErrorMessage, out[i].StatusCode = OutcomeDown, "timeout", "no response within 5s", 0
+		}
+	}
+	return out
+}
+
+func count(t *testing.T, pool *pgxpool.Pool, where string) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(t.Context(), "SELECT count(*) FROM check_results "+where).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestMigrateIsIdempotent(t *testing.T) {
+	_, pool := newStore(t)
+	applied, err := Migrate(t.Context(), pool)
+	if err != nil || len(applied) != 0 {
+		t.Errorf("second migration: applied %v, err %v; want nothing", applied, err)
+	}
+}
+
+// TestWriteResultsIsIdempotent: a batch written twice, and a batch that
+// overlaps it, store each check once.
+func TestWriteResultsIsIdempotent(t *testing.T) {
+	s, pool := newStore(t)
+	ctx := t.Context()
+	if err := s.EnsurePartitions(ctx, day0, 2); err != nil {
+		t.Fatal(err)
+	}
+	batch := results(1000, day0.Add(time.Hour), 30*time.Second)
+	if n, err := s.WriteResults(ctx, batch); err != nil || n != 1000 {
+		t.Fatalf("first write: %d inserted, %v", n, err)
+	}
+	if n, err := s.WriteResults(ctx, batch); err != nil || n != 0 {
+		t.Fatalf("the same batch again (a redelivery): %d inserted, %v; want 0", n, err)
+	}
+	overlap := append(batch[500:], results(1000, day0.Add(time.Hour+100*30*time.Second), 30*time.Second)[:500]...)
+	if n, err := s.WriteResults(ctx, overlap); err != nil || n != 500 {
+		t.Fatalf("half old, half new: %d inserted, %v; want 500", n, err)
+	}
+	if got := count(t, pool, ""); got != 1500 {
+		t.Errorf("%d rows, want 1500", got)
+	}
+	if got := count(t, pool, "WHERE outcome = 'down' AND error_class = 'timeout' AND status_code IS NULL"); got == 0 {
+		t.Error("the timeouts were not stored as down results with their class")
+	}
+	var plugins string
+	if err := pool.QueryRow(ctx, "SELECT plugins->0->>'name' FROM check_results LIMIT 1").Scan(&plugins); err != nil || plugins != "html-stats" {
+		t.Errorf("plugins: %q, %v", plugins, err)
+	}
+}
+
+// TestConcurrentRedeliveries: two checkers storing the same batch at once
+// (a partition moving between them) store it once.
+func TestConcurrentRedeliveries(t *testing.T) {
+	s, pool := newStore(t)
+	ctx := t.Context()
+	if err := s.EnsurePartitions(ctx, day0, 1); err != nil {
+		t.Fatal(err)
+	}
+	batch := results(2000, day0.Add(time.Hour), 10*time.Second)
+	var wg sync.WaitGroup
+	inserted := make([]int64, 4)
+	for i := range inserted {
+		wg.Go(func() {
+			n, err := s.WriteResults(ctx, batch)
+			if err != nil {
+				t.Error(err)
+			}
+			inserted[i] = n
+		})
+	}
+	wg.Wait()
+	if total := inserted[0] + inserted[1] + inserted[2] + inserted[3]; total != 2000 {
+		t.Errorf("4 writers inserted %v, %d in all; want 2000", inserted, total)
+	}
+	if got := count(t, pool, ""); got != 2000 {
+		t.Errorf("%d rows, want 2000", got)
+	}
+}
+
+// TestPartitions: results go to their day's partition (or the default one
+// when none is ready), and retention drops whole days.
+func TestPartitions(t *testing.T) {
+	s, pool := newStore(t)
+	ctx := t.Context()
+	if err := s.EnsurePartitions(ctx, day0, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnsurePartitions(ctx, day0, 2); err != nil {
+		t.Fatalf("creating existing partitions again: %v", err)
+	}
+	for d := -1; d <= 3; d++ {
+		if _, err := s.WriteResults(ctx, results(10, day0.AddDate(0, 0, d).Add(12*time.Hour), time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows, err := pool.Query(ctx, "SELECT tableoid::regclass::text, count(*) FROM check_results GROUP BY 1 ORDER BY 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for rows.Next() {
+		var name string
+		var n int
+		if err := rows.Scan(&name, &n); err != nil {
+			t.Fatal(err)
+		}
+		got[name] = n
+	}
+	want := map[string]int{"check_results_20261122": 10, "check_results_20261123": 10, "check_results_20261124": 10, "check_results_default": 20}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("rows per partition: %v, want %v", got, want)
+	}
+
+	dropped, err := s.DropPartitionsBefore(ctx, day0.AddDate(0, 0, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(dropped) != "[check_results_20261122 check_results_20261123]" {
+		t.Errorf("dropped %v, want the 22nd and 23rd", dropped)
+	}
+	if got := count(t, pool, ""); got != 30 {
+		t.Errorf("%d rows left, want 30 (the 24th and the default partition)", got)
+	}
+}
