@@ -3,11 +3,13 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -51,6 +53,9 @@ func URLID(websiteUID, url string) int64 {
 	return int64(h.Sum64())
 }
 
+// uniqueViolation is PostgreSQL's SQLSTATE for a duplicate key.
+const uniqueViolation = "23505"
+
 // Store is webmon's PostgreSQL.
 type Store struct {
 	pool *pgxpool.Pool
@@ -81,18 +86,30 @@ var resultColumns = []string{
 	"dns_us", "connect_us", "tls_us", "ttfb_us", "total_us", "body_bytes", "plugins",
 }
 
-// WriteResults stores a batch: COPY into the connection's staging table,
-// then one INSERT … ON CONFLICT DO NOTHING, in one transaction. A result
-// already stored (a redelivered task) is not stored again; inserted counts
-// the new ones. Once it returns nil, every result of the batch is durable.
+// WriteResults stores a batch; once it returns nil, every result of it is
+// durable. A result already stored (a redelivered task) is not stored
+// again; inserted counts the new ones.
+//
+// The batch is COPYed straight into check_results: redeliveries are rare,
+// and this is as fast as PostgreSQL takes rows. Only when that meets a
+// result already stored does the batch go the idempotent way: COPY into
+// the connection's staging table, then INSERT … ON CONFLICT DO NOTHING.
 func (s *Store) WriteResults(ctx context.Context, results []Result) (inserted int64, err error) {
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows := make([][]any, len(results))
-		for i := range results {
-			rows[i] = results[i].row()
+	rows := make([][]any, len(results))
+	for i := range results {
+		rows[i] = results[i].row()
+	}
+	inserted, err = s.pool.CopyFrom(ctx, pgx.Identifier{"check_results"}, resultColumns, pgx.CopyFromRows(rows))
+	var pgErr *pgconn.PgError
+	if err == nil || !errors.As(err, &pgErr) || pgErr.Code != uniqueViolation {
+		if err != nil {
+			return 0, fmt.Errorf("copying %d results: %w", len(results), err)
 		}
+		return inserted, nil
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"check_results_staging"}, resultColumns, pgx.CopyFromRows(rows)); err != nil {
-			return fmt.Errorf("copying %d results: %w", len(results), err)
+			return fmt.Errorf("copying %d results to staging: %w", len(results), err)
 		}
 		tag, err := tx.Exec(ctx, `INSERT INTO check_results SELECT * FROM check_results_staging ON CONFLICT DO NOTHING`)
 		if err != nil {

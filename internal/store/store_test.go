@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/webmon-dev/webmon/test/testbed/postgres"
@@ -14,7 +15,7 @@ import (
 
 // newStore is a migrated store on a database of its own, on the real
 // PostgreSQL server of the test bed.
-func newStore(t *testing.T) (*Store, *pgxpool.Pool) {
+func newStore(t testing.TB) (*Store, *pgxpool.Pool) {
 	t.Helper()
 	ctx := t.Context()
 	db, err := postgres.NewDatabase(ctx, "store")
@@ -191,4 +192,56 @@ func TestPartitions(t *testing.T) {
 	if got := count(t, pool, ""); got != 30 {
 		t.Errorf("%d rows left, want 30 (the 24th and the default partition)", got)
 	}
+}
+
+// BenchmarkWrite compares batches of 5,000 results stored idempotently
+// (COPY into staging, INSERT … ON CONFLICT) with a raw COPY of the same
+// rows into the table, the ceiling. go test -run='^$' -bench=Write ./internal/store
+func BenchmarkWrite(b *testing.B) {
+	const batch = 5000
+	s, pool := newStore(b)
+	if err := s.EnsurePartitions(b.Context(), day0, 40); err != nil {
+		b.Fatal(err)
+	}
+	next := 0
+	batchAt := func() []Result {
+		next++
+		return results(batch, day0.Add(time.Duration(next)*time.Hour/2), time.Second)
+	}
+	b.Run("raw-copy", func(b *testing.B) {
+		for b.Loop() {
+			rs := batchAt()
+			rows := make([][]any, len(rs))
+			for i := range rs {
+				rows[i] = rs[i].row()
+			}
+			if _, err := pool.CopyFrom(b.Context(), pgx.Identifier{"check_results"}, resultColumns, pgx.CopyFromRows(rows)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "rows/s")
+	})
+	b.Run("idempotent", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := s.WriteResults(b.Context(), batchAt()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "rows/s")
+	})
+	// A batch half of which is stored already: the path a redelivery takes.
+	b.Run("redelivered-half", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			rs := batchAt()
+			if _, err := s.WriteResults(b.Context(), rs[:batch/2]); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			if n, err := s.WriteResults(b.Context(), rs); err != nil || n != batch/2 {
+				b.Fatalf("%d inserted, %v", n, err)
+			}
+		}
+		b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "rows/s")
+	})
 }
