@@ -27,37 +27,10 @@ import (
 // TestOperatorCommand runs `webmon operator` as a pod would (flags from the
 // environment, a kubeconfig) against a real kube-apiserver.
 func TestOperatorCommand(t *testing.T) {
-	env, cfg, stop, err := testbed.StartEnvtest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
 	// The operator runs as a user holding only the roles generated from
 	// its RBAC markers: if they lack a permission, this test fails.
-	user, err := env.AddUser(envtest.User{Name: "webmon-operator"}, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfigFile := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfigFile, kubeconfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
-	_ = monitoringv1alpha1.AddToScheme(scheme)
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, kubeconfigFile := startEnvtestAs(t, "webmon-operator", filepath.Join("config", "rbac", "role.yaml"))
 	ctx := t.Context()
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "webmon-system"}}); err != nil {
-		t.Fatal(err)
-	}
-	grantGeneratedRoles(t, c, "webmon-operator", filepath.Join("config", "rbac", "role.yaml"))
 
 	t.Setenv("KUBECONFIG", kubeconfigFile)
 	t.Setenv("POD_NAMESPACE", "webmon-system")
@@ -78,7 +51,7 @@ func TestOperatorCommand(t *testing.T) {
 	if err := c.Create(ctx, ws); err != nil {
 		t.Fatal(err)
 	}
-	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		var deps appsv1.DeploymentList
 		if err := c.List(ctx, &deps, client.InNamespace("webmon-system")); err != nil || len(deps.Items) != 2 {
 			return false, nil
@@ -106,6 +79,41 @@ func TestOperatorCommand(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("operator did not stop within 30s")
 	}
+}
+
+// startEnvtestAs starts a kube-apiserver with the webmon-system namespace,
+// and a user holding only the roles of a generated role.yaml (a path from
+// the repository's root). It returns an admin client and the user's
+// kubeconfig file.
+func startEnvtestAs(t *testing.T, user, roleFile string) (client.Client, string) {
+	t.Helper()
+	env, cfg, stop, err := testbed.StartEnvtest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	u, err := env.AddUser(envtest.User{Name: user}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig, err := u.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfigFile := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfigFile, kubeconfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = monitoringv1alpha1.AddToScheme(scheme)
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "webmon-system"}})
+	grantGeneratedRoles(t, c, user, roleFile)
+	return c, kubeconfigFile
 }
 
 // grantGeneratedRoles creates the roles in a generated role.yaml (a path

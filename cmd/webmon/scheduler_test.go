@@ -18,18 +18,14 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	monitoringv1alpha1 "github.com/webmon-dev/webmon/api/v1alpha1"
 	"github.com/webmon-dev/webmon/internal/kafka"
 	"github.com/webmon-dev/webmon/internal/task"
 	"github.com/webmon-dev/webmon/scheduler"
-	"github.com/webmon-dev/webmon/test/testbed"
 )
 
 const (
@@ -48,33 +44,9 @@ type schedulerBed struct {
 
 func newSchedulerBed(t *testing.T) *schedulerBed {
 	t.Helper()
-	env, cfg, stop, err := testbed.StartEnvtest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
-	user, err := env.AddUser(envtest.User{Name: "webmon-scheduler"}, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &schedulerBed{t: t, kubeconfig: filepath.Join(t.TempDir(), "kubeconfig")}
-	if err := os.WriteFile(b.kubeconfig, kubeconfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
-	_ = monitoringv1alpha1.AddToScheme(scheme)
-	if b.c, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
-		t.Fatal(err)
-	}
-	for _, ns := range []string{"webmon-system", "sites"} {
-		mustCreate(t, b.c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
-	}
-	grantGeneratedRoles(t, b.c, "webmon-scheduler", filepath.Join("config", "rbac", "scheduler", "role.yaml"))
+	c, kubeconfig := startEnvtestAs(t, "webmon-scheduler", filepath.Join("config", "rbac", "scheduler", "role.yaml"))
+	b := &schedulerBed{t: t, c: c, kubeconfig: kubeconfig}
+	mustCreate(t, b.c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "sites"}})
 
 	broker, err := kafka.StartDevBroker(kafka.DevBrokerOptions{Partitions: 4})
 	if err != nil {
