@@ -42,7 +42,7 @@ func (c *Config) URL() (string, error) {
 	return "", errors.New("database URL: none given ($" + URLEnv + " or --database-url-file)")
 }
 
-// Pool connects to PostgreSQL with connections set up for WriteResults
+// Pool connects to PostgreSQL with connections set up for Write
 // (see Configure); the schema must be migrated first.
 func (c *Config) Pool(ctx context.Context, forWrites bool) (*pgxpool.Pool, error) {
 	u, err := c.URL()

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,38 +11,94 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-const partitionPrefix = "check_results_"
+// The tables partitioned by day, each with a default partition that takes
+// rows outside the daily ones rather than refuse them.
+const (
+	TableResults       = "check_results"
+	TableMinuteRollups = "rollups_minute"
+	TableHourRollups   = "rollups_hour"
+)
 
-// partitionName is the daily partition holding day's results (UTC).
-func partitionName(day time.Time) string {
-	return partitionPrefix + day.UTC().Format("20060102")
+var partitionedTables = []string{TableResults, TableMinuteRollups, TableHourRollups}
+
+// Retention is how long each kind of data is kept. Whole days are
+// dropped, as partitions, never row by row.
+type Retention struct {
+	Results       time.Duration
+	MinuteRollups time.Duration
+	HourRollups   time.Duration
 }
 
-// EnsurePartitions creates the daily partitions of check_results from the
-// day of `from` through `ahead` days after it, skipping those that exist.
-// Run at start and daily, it keeps tomorrow's partition ready before the
-// first result of tomorrow arrives.
+// DefaultRetention keeps results 30 days, minute rollups (1h uptime and
+// p95) 2 days, and hour rollups (24h and 30d uptime, history) 90 days.
+var DefaultRetention = Retention{Results: 30 * 24 * time.Hour, MinuteRollups: 2 * 24 * time.Hour, HourRollups: 90 * 24 * time.Hour}
+
+// Validate reports a retention too short for what is read from the data.
+func (r Retention) Validate() error {
+	var errs []error
+	if r.Results < 24*time.Hour {
+		errs = append(errs, fmt.Errorf("results retention %s: at least 24h", r.Results))
+	}
+	if r.MinuteRollups < 2*time.Hour {
+		errs = append(errs, fmt.Errorf("minute rollups retention %s: at least 2h (1h uptime is read from them)", r.MinuteRollups))
+	}
+	if r.HourRollups < 31*24*time.Hour {
+		errs = append(errs, fmt.Errorf("hour rollups retention %s: at least 31 days (30d uptime is read from them)", r.HourRollups))
+	}
+	return errors.Join(errs...)
+}
+
+// partitionName is the daily partition of table holding day (UTC).
+func partitionName(table string, day time.Time) string {
+	return table + "_" + day.UTC().Format("20060102")
+}
+
+// EnsurePartitions creates the daily partitions of every partitioned
+// table from the day of `from` through `ahead` days after it, skipping
+// those that exist. Run at start and daily, it keeps tomorrow's partitions
+// ready before the first row of tomorrow arrives.
 func (s *Store) EnsurePartitions(ctx context.Context, from time.Time, ahead int) error {
 	day := from.UTC().Truncate(24 * time.Hour)
-	for i := 0; i <= ahead; i++ {
-		start := day.AddDate(0, 0, i)
-		sql := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s PARTITION OF check_results FOR VALUES FROM ('%s') TO ('%s')",
-			pgx.Identifier{partitionName(start)}.Sanitize(), start.Format(time.RFC3339), start.AddDate(0, 0, 1).Format(time.RFC3339))
-		if _, err := s.pool.Exec(ctx, sql); err != nil {
-			return fmt.Errorf("creating partition %s: %w", partitionName(start), err)
+	for _, table := range partitionedTables {
+		for i := 0; i <= ahead; i++ {
+			start := day.AddDate(0, 0, i)
+			name := partitionName(table, start)
+			sql := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s PARTITION OF %s FOR VALUES FROM ('%s') TO ('%s')",
+				pgx.Identifier{name}.Sanitize(), pgx.Identifier{table}.Sanitize(),
+				start.Format(time.RFC3339), start.AddDate(0, 0, 1).Format(time.RFC3339))
+			if _, err := s.pool.Exec(ctx, sql); err != nil {
+				return fmt.Errorf("creating partition %s: %w", name, err)
+			}
 		}
 	}
 	return nil
 }
 
-// DropPartitionsBefore drops the daily partitions whose whole day is before
-// cutoff (the retention), and returns their names.
-func (s *Store) DropPartitionsBefore(ctx context.Context, cutoff time.Time) ([]string, error) {
+// ApplyRetention drops the partitions past r as of now, and returns their
+// names.
+func (s *Store) ApplyRetention(ctx context.Context, now time.Time, r Retention) ([]string, error) {
+	var dropped []string
+	for table, keep := range map[string]time.Duration{
+		TableResults: r.Results, TableMinuteRollups: r.MinuteRollups, TableHourRollups: r.HourRollups,
+	} {
+		names, err := s.DropPartitionsBefore(ctx, table, now.Add(-keep))
+		dropped = append(dropped, names...)
+		if err != nil {
+			return dropped, err
+		}
+	}
+	slices.Sort(dropped)
+	return dropped, nil
+}
+
+// DropPartitionsBefore drops the daily partitions of table whose whole day
+// is before cutoff, and returns their names.
+func (s *Store) DropPartitionsBefore(ctx context.Context, table string, cutoff time.Time) ([]string, error) {
 	rows, err := s.pool.Query(ctx, `
 		SELECT c.relname FROM pg_inherits i
 		JOIN pg_class c ON c.oid = i.inhrelid
 		JOIN pg_class p ON p.oid = i.inhparent
-		WHERE p.relname = 'check_results'`)
+		WHERE p.relname = $1`, table)
 	if err != nil {
 		return nil, err
 	}
@@ -52,8 +109,12 @@ func (s *Store) DropPartitionsBefore(ctx context.Context, cutoff time.Time) ([]s
 	slices.Sort(names)
 	var dropped []string
 	for _, name := range names {
-		day, err := time.Parse("20060102", strings.TrimPrefix(name, partitionPrefix))
-		if err != nil || !strings.HasPrefix(name, partitionPrefix) {
+		suffix, ok := strings.CutPrefix(name, table+"_")
+		if !ok {
+			continue
+		}
+		day, err := time.Parse("20060102", suffix)
+		if err != nil {
 			continue // the default partition, or not one of ours
 		}
 		if day.AddDate(0, 0, 1).After(cutoff) {

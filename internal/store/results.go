@@ -1,10 +1,12 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -53,6 +55,40 @@ func URLID(websiteUID, url string) int64 {
 	return int64(h.Sum64())
 }
 
+// URLState is a row of urls: a URL a checker saw for the first time
+// (State empty), or whose state it settled anew.
+type URLState struct {
+	URLID      int64
+	WebsiteUID string
+	Namespace  string
+	Name       string
+	URL        string
+	// State is Pending, Up or Down; empty only records the URL.
+	State string
+	// Since is when the URL entered State.
+	Since time.Time
+	// ScheduledAt is the scheduledAt of the check that settled State: a
+	// row is only ever updated by a newer one.
+	ScheduledAt time.Time
+}
+
+// PluginState is the history a stateful plugin keeps for a URL, as of the
+// check scheduled at ScheduledAt.
+type PluginState struct {
+	URLID       int64
+	Plugin      string
+	State       json.RawMessage
+	ScheduledAt time.Time
+}
+
+// Batch is what a checker stores at once, in one transaction: results,
+// and the URL states and plugin histories that those results moved.
+type Batch struct {
+	Results      []Result
+	URLs         []URLState
+	PluginStates []PluginState
+}
+
 // uniqueViolation is PostgreSQL's SQLSTATE for a duplicate key.
 const uniqueViolation = "23505"
 
@@ -64,8 +100,8 @@ type Store struct {
 // New wraps a pool whose connections were set up by Configure.
 func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
-// Configure prepares a pool's configuration for WriteResults: each
-// connection gets its own staging table, emptied at every commit.
+// Configure prepares a pool's configuration for Write: each connection
+// gets its own staging table, emptied at every commit.
 func Configure(cfg *pgxpool.Config) {
 	next := cfg.AfterConnect
 	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
@@ -80,45 +116,149 @@ func Configure(cfg *pgxpool.Config) {
 	}
 }
 
-var resultColumns = []string{
-	"url_id", "scheduled_at", "website_uid", "namespace", "name", "url", "url_index", "trigger", "checked_at",
-	"outcome", "error_class", "error_message", "status_code",
-	"dns_us", "connect_us", "tls_us", "ttfb_us", "total_us", "body_bytes", "plugins",
-}
-
-// WriteResults stores a batch; once it returns nil, every result of it is
-// durable. A result already stored (a redelivered task) is not stored
-// again; inserted counts the new ones.
-//
-// The batch is COPYed straight into check_results: redeliveries are rare,
-// and this is as fast as PostgreSQL takes rows. Only when that meets a
-// result already stored does the batch go the idempotent way: COPY into
-// the connection's staging table, then INSERT … ON CONFLICT DO NOTHING.
-func (s *Store) WriteResults(ctx context.Context, results []Result) (inserted int64, err error) {
-	rows := make([][]any, len(results))
-	for i := range results {
-		rows[i] = results[i].row()
+var (
+	resultColumns = []string{
+		"url_id", "scheduled_at", "website_uid", "namespace", "name", "url", "url_index", "trigger", "checked_at",
+		"outcome", "error_class", "error_message", "status_code",
+		"dns_us", "connect_us", "tls_us", "ttfb_us", "total_us", "body_bytes", "plugins",
 	}
-	inserted, err = s.pool.CopyFrom(ctx, pgx.Identifier{"check_results"}, resultColumns, pgx.CopyFromRows(rows))
+	pendingColumns = []string{"website_uid", "url_id", "scheduled_at", "outcome", "total_us"}
+)
+
+// Write stores a batch; once it returns nil, all of it is durable. A
+// result already stored (a redelivered task) is not stored again, nor
+// counted again in the rollups; inserted counts the new results.
+//
+// The results are COPYed straight into check_results: redeliveries are
+// rare, and this is as fast as PostgreSQL takes rows. Only when that meets
+// a result already stored does the batch go the idempotent way: COPY into
+// the connection's staging table, then INSERT … ON CONFLICT DO NOTHING,
+// which says which results were new.
+func (s *Store) Write(ctx context.Context, b *Batch) (inserted int64, err error) {
+	rows := make([][]any, len(b.Results))
+	for i := range b.Results {
+		rows[i] = b.Results[i].row()
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		n, err := tx.CopyFrom(ctx, pgx.Identifier{TableResults}, resultColumns, pgx.CopyFromRows(rows))
+		if err != nil {
+			return err
+		}
+		pending := make([][]any, len(rows))
+		for i, r := range rows {
+			pending[i] = []any{r[2], r[0], r[1], r[9], r[17]}
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"rollup_pending"}, pendingColumns, pgx.CopyFromRows(pending)); err != nil {
+			return fmt.Errorf("copying %d results to rollup_pending: %w", len(rows), err)
+		}
+		inserted = n
+		return writeStates(ctx, tx, b)
+	})
 	var pgErr *pgconn.PgError
 	if err == nil || !errors.As(err, &pgErr) || pgErr.Code != uniqueViolation {
 		if err != nil {
-			return 0, fmt.Errorf("copying %d results: %w", len(results), err)
+			return 0, fmt.Errorf("storing %d results: %w", len(b.Results), err)
 		}
 		return inserted, nil
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"check_results_staging"}, resultColumns, pgx.CopyFromRows(rows)); err != nil {
-			return fmt.Errorf("copying %d results to staging: %w", len(results), err)
+			return fmt.Errorf("copying %d results to staging: %w", len(rows), err)
 		}
-		tag, err := tx.Exec(ctx, `INSERT INTO check_results SELECT * FROM check_results_staging ON CONFLICT DO NOTHING`)
+		tag, err := tx.Exec(ctx, `
+			WITH new AS (
+				INSERT INTO check_results SELECT * FROM check_results_staging ON CONFLICT DO NOTHING
+				RETURNING website_uid, url_id, scheduled_at, outcome, total_us
+			)
+			INSERT INTO rollup_pending SELECT * FROM new`)
 		if err != nil {
-			return fmt.Errorf("inserting %d results: %w", len(results), err)
+			return fmt.Errorf("inserting %d results: %w", len(rows), err)
 		}
 		inserted = tag.RowsAffected()
-		return nil
+		return writeStates(ctx, tx, b)
 	})
 	return inserted, err
+}
+
+// writeStates upserts the batch's URL states and plugin histories, each
+// only over an older one. Rows are deduplicated (an upsert cannot touch a
+// row twice) and sorted, so that concurrent writers lock in one order.
+func writeStates(ctx context.Context, tx pgx.Tx, b *Batch) error {
+	if urls := latestURLStates(b.URLs); len(urls) > 0 {
+		var (
+			ids                                []int64
+			uids, namespaces, names, us, state []string
+			since, scheduled                   []*time.Time
+		)
+		for _, u := range urls {
+			ids, uids, namespaces, names, us = append(ids, u.URLID), append(uids, u.WebsiteUID), append(namespaces, u.Namespace), append(names, u.Name), append(us, u.URL)
+			if u.State == "" {
+				state, since, scheduled = append(state, "Pending"), append(since, nil), append(scheduled, nil)
+				continue
+			}
+			state, since, scheduled = append(state, u.State), append(since, &u.Since), append(scheduled, &u.ScheduledAt)
+		}
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO urls AS u (url_id, website_uid, namespace, name, url, state, state_since, state_scheduled_at)
+			SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[])
+			ON CONFLICT (url_id) DO UPDATE SET
+				state = excluded.state, state_since = excluded.state_since, state_scheduled_at = excluded.state_scheduled_at
+			WHERE excluded.state_scheduled_at IS NOT NULL
+				AND (u.state_scheduled_at IS NULL OR u.state_scheduled_at < excluded.state_scheduled_at)`,
+			ids, uids, namespaces, names, us, state, since, scheduled); err != nil {
+			return fmt.Errorf("storing %d URL states: %w", len(urls), err)
+		}
+	}
+	if states := latestPluginStates(b.PluginStates); len(states) > 0 {
+		var (
+			ids       []int64
+			plugins   []string
+			values    []string
+			scheduled []time.Time
+		)
+		for _, p := range states {
+			ids, plugins, values, scheduled = append(ids, p.URLID), append(plugins, p.Plugin), append(values, string(p.State)), append(scheduled, p.ScheduledAt)
+		}
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO plugin_state AS p (url_id, plugin, state, scheduled_at)
+			SELECT * FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::timestamptz[])
+			ON CONFLICT (url_id, plugin) DO UPDATE SET state = excluded.state, scheduled_at = excluded.scheduled_at
+			WHERE p.scheduled_at < excluded.scheduled_at`,
+			ids, plugins, values, scheduled); err != nil {
+			return fmt.Errorf("storing %d plugin histories: %w", len(states), err)
+		}
+	}
+	return nil
+}
+
+// latestURLStates keeps, per URL, the state settled by the newest check
+// (a bare record only when there is nothing else), sorted by URL id.
+func latestURLStates(in []URLState) []URLState {
+	out := slices.Clone(in)
+	slices.SortStableFunc(out, func(a, b URLState) int {
+		return cmp.Or(cmp.Compare(a.URLID, b.URLID), a.ScheduledAt.Compare(b.ScheduledAt))
+	})
+	return dedupLast(out, func(a, b URLState) bool { return a.URLID == b.URLID })
+}
+
+func latestPluginStates(in []PluginState) []PluginState {
+	out := slices.Clone(in)
+	slices.SortStableFunc(out, func(a, b PluginState) int {
+		return cmp.Or(cmp.Compare(a.URLID, b.URLID), cmp.Compare(a.Plugin, b.Plugin), a.ScheduledAt.Compare(b.ScheduledAt))
+	})
+	return dedupLast(out, func(a, b PluginState) bool { return a.URLID == b.URLID && a.Plugin == b.Plugin })
+}
+
+// dedupLast keeps the last of each run of equal neighbours.
+func dedupLast[T any](s []T, eq func(a, b T) bool) []T {
+	out := s[:0]
+	for i := range s {
+		if i+1 < len(s) && eq(s[i], s[i+1]) {
+			continue
+		}
+		out = append(out, s[i])
+	}
+	return out
 }
 
 func (r *Result) row() []any {
@@ -148,7 +288,7 @@ func micros(d time.Duration) *int32 {
 	if d <= 0 {
 		return nil
 	}
-	v := int32(d.Microseconds())
+	v := int32(min(d.Microseconds(), 1<<31-1))
 	return &v
 }
 

@@ -88,23 +88,23 @@ func TestMigrateIsIdempotent(t *testing.T) {
 	}
 }
 
-// TestWriteResultsIsIdempotent: a batch written twice, and a batch that
+// TestWriteIsIdempotent: a batch written twice, and a batch that
 // overlaps it, store each check once.
-func TestWriteResultsIsIdempotent(t *testing.T) {
+func TestWriteIsIdempotent(t *testing.T) {
 	s, pool := newStore(t)
 	ctx := t.Context()
 	if err := s.EnsurePartitions(ctx, day0, 2); err != nil {
 		t.Fatal(err)
 	}
 	batch := results(1000, day0.Add(time.Hour), 30*time.Second)
-	if n, err := s.WriteResults(ctx, batch); err != nil || n != 1000 {
+	if n, err := s.Write(ctx, &Batch{Results: batch}); err != nil || n != 1000 {
 		t.Fatalf("first write: %d inserted, %v", n, err)
 	}
-	if n, err := s.WriteResults(ctx, batch); err != nil || n != 0 {
+	if n, err := s.Write(ctx, &Batch{Results: batch}); err != nil || n != 0 {
 		t.Fatalf("the same batch again (a redelivery): %d inserted, %v; want 0", n, err)
 	}
 	overlap := append(batch[500:], results(1000, day0.Add(time.Hour+100*30*time.Second), 30*time.Second)[:500]...)
-	if n, err := s.WriteResults(ctx, overlap); err != nil || n != 500 {
+	if n, err := s.Write(ctx, &Batch{Results: overlap}); err != nil || n != 500 {
 		t.Fatalf("half old, half new: %d inserted, %v; want 500", n, err)
 	}
 	if got := count(t, pool, ""); got != 1500 {
@@ -132,7 +132,7 @@ func TestConcurrentRedeliveries(t *testing.T) {
 	inserted := make([]int64, 4)
 	for i := range inserted {
 		wg.Go(func() {
-			n, err := s.WriteResults(ctx, batch)
+			n, err := s.Write(ctx, &Batch{Results: batch})
 			if err != nil {
 				t.Error(err)
 			}
@@ -160,7 +160,7 @@ func TestPartitions(t *testing.T) {
 		t.Fatalf("creating existing partitions again: %v", err)
 	}
 	for d := -1; d <= 3; d++ {
-		if _, err := s.WriteResults(ctx, results(10, day0.AddDate(0, 0, d).Add(12*time.Hour), time.Second)); err != nil {
+		if _, err := s.Write(ctx, &Batch{Results: results(10, day0.AddDate(0, 0, d).Add(12*time.Hour), time.Second)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -182,7 +182,7 @@ func TestPartitions(t *testing.T) {
 		t.Errorf("rows per partition: %v, want %v", got, want)
 	}
 
-	dropped, err := s.DropPartitionsBefore(ctx, day0.AddDate(0, 0, 2))
+	dropped, err := s.DropPartitionsBefore(ctx, TableResults, day0.AddDate(0, 0, 2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func BenchmarkWrite(b *testing.B) {
 	})
 	b.Run("idempotent", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := s.WriteResults(b.Context(), batchAt()); err != nil {
+			if _, err := s.Write(b.Context(), &Batch{Results: batchAt()}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -234,11 +234,11 @@ func BenchmarkWrite(b *testing.B) {
 		for b.Loop() {
 			b.StopTimer()
 			rs := batchAt()
-			if _, err := s.WriteResults(b.Context(), rs[:batch/2]); err != nil {
+			if _, err := s.Write(b.Context(), &Batch{Results: rs[:batch/2]}); err != nil {
 				b.Fatal(err)
 			}
 			b.StartTimer()
-			if n, err := s.WriteResults(b.Context(), rs); err != nil || n != batch/2 {
+			if n, err := s.Write(b.Context(), &Batch{Results: rs}); err != nil || n != batch/2 {
 				b.Fatalf("%d inserted, %v", n, err)
 			}
 		}
