@@ -39,9 +39,12 @@ const (
 
 // Request is one check to make.
 type Request struct {
-	Method  string
-	URL     string
-	Header  http.Header
+	Method string
+	URL    string
+	Header http.Header
+	// Host, when set, is sent as the Host header (a virtual host other
+	// than the URL's).
+	Host    string
 	Body    string
 	Timeout time.Duration
 	// FollowRedirects and MaxRedirects bound redirects; not following
@@ -61,6 +64,12 @@ type Options struct {
 	Resolver *net.Resolver
 	// RootCAs verifies servers; nil is the system's roots.
 	RootCAs *x509.CertPool
+	// ReuseConnections keeps connections open between checks of a host.
+	// By default every check opens its own connection, so that DNS,
+	// connect and TLS are measured every time, as a first visitor sees
+	// them; reusing them is cheaper for checker and target, and measures
+	// what a returning visitor sees.
+	ReuseConnections bool
 }
 
 // Timings are how long each phase took; zero when it did not happen (a
@@ -89,18 +98,46 @@ type Response struct {
 // Failed reports whether the probe got no full response.
 func (r *Response) Failed() bool { return r.Err != nil }
 
-// Do makes the request on a connection of its own, so that every check
-// measures DNS, connect and TLS, as a first visitor would see them. It
-// never returns without a Response: a failure is a Response with a class.
+// Prober makes checks. Its connections are set up by Options; it is safe
+// for concurrent use, and cheap to share between all checks.
+type Prober struct {
+	opts Options
+	// verifying and skipping are the transports for Websites that verify
+	// TLS and for those that set tlsSkipVerify.
+	verifying, skipping *http.Transport
+}
+
+// NewProber makes a Prober with the checker's options.
+func NewProber(opts Options) *Prober {
+	return &Prober{opts: opts, verifying: newTransport(opts, false), skipping: newTransport(opts, true)}
+}
+
+// Do makes one check with a Prober of its own.
 func Do(ctx context.Context, req Request, opts Options) *Response {
+	p := NewProber(opts)
+	defer p.Close()
+	return p.Do(ctx, req)
+}
+
+// Close closes the connections kept for reuse.
+func (p *Prober) Close() {
+	p.verifying.CloseIdleConnections()
+	p.skipping.CloseIdleConnections()
+}
+
+// Do makes the request. It never returns without a Response: a failure
+// is a Response with a class.
+func (p *Prober) Do(ctx context.Context, req Request) *Response {
 	ctx, cancel := context.WithTimeout(ctx, req.Timeout)
 	defer cancel()
 	resp := &Response{}
 	start := time.Now()
 	defer func() { resp.Timings.Total = time.Since(start) }()
 
-	transport := newTransport(req, opts)
-	defer transport.CloseIdleConnections()
+	transport := p.verifying
+	if req.TLSSkipVerify {
+		transport = p.skipping
+	}
 	client := &http.Client{
 		Transport: transport,
 		CheckRedirect: func(r *http.Request, via []*http.Request) error {
@@ -127,7 +164,10 @@ func Do(ctx context.Context, req Request, opts Options) *Response {
 	if httpReq.Header == nil {
 		httpReq.Header = http.Header{}
 	}
-	httpReq.Header.Set("User-Agent", opts.UserAgent)
+	httpReq.Header.Set("User-Agent", p.opts.UserAgent)
+	if req.Host != "" {
+		httpReq.Host = req.Host
+	}
 
 	httpResp, err := client.Do(httpReq)
 	if err != nil {
@@ -136,13 +176,14 @@ func Do(ctx context.Context, req Request, opts Options) *Response {
 	}
 	defer func() { _ = httpResp.Body.Close() }()
 	resp.StatusCode, resp.Header, resp.TLS = httpResp.StatusCode, httpResp.Header, httpResp.TLS
+	limit := p.opts.BodyLimit
 	var buf bytes.Buffer
-	n, err := io.Copy(&buf, io.LimitReader(httpResp.Body, opts.BodyLimit+1))
+	n, err := io.Copy(&buf, io.LimitReader(httpResp.Body, limit+1))
 	resp.BodyBytes = int(n)
 	switch {
-	case n > opts.BodyLimit:
-		resp.Body = buf.Bytes()[:opts.BodyLimit]
-		resp.fail(ClassBodyTooLarge, fmt.Errorf("body larger than the %d-byte limit", opts.BodyLimit))
+	case n > limit:
+		resp.Body = buf.Bytes()[:limit]
+		resp.fail(ClassBodyTooLarge, fmt.Errorf("body larger than the %d-byte limit", limit))
 	case err != nil:
 		resp.Body = buf.Bytes()
 		resp.fail(classify(ctx, err))
@@ -170,22 +211,20 @@ func (r *Response) trace(start time.Time) *httptrace.ClientTrace {
 	}
 }
 
-func newTransport(req Request, opts Options) *http.Transport {
+func newTransport(opts Options, skipVerify bool) *http.Transport {
 	dialer := &net.Dialer{Resolver: opts.Resolver}
 	return &http.Transport{
 		DialContext:       dialer.DialContext,
-		DisableKeepAlives: true, // a connection per check: connect and TLS are measured every time
+		DisableKeepAlives: !opts.ReuseConnections,
 		ForceAttemptHTTP2: true,
 		TLSClientConfig: &tls.Config{
 			MinVersion:         tls.VersionTLS12,
 			RootCAs:            opts.RootCAs,
-			InsecureSkipVerify: req.TLSSkipVerify, //nolint:gosec // the Website asks for it (expect.tlsSkipVerify)
+			InsecureSkipVerify: skipVerify, //nolint:gosec // the Website asks for it (expect.tlsSkipVerify)
 		},
 		MaxResponseHeaderBytes: 64 << 10,
-		// The request's timeout bounds everything; these keep a stalled
-		// phase from using all of it silently.
-		TLSHandshakeTimeout:   req.Timeout,
-		ResponseHeaderTimeout: req.Timeout,
+		MaxIdleConnsPerHost:    4,
+		IdleConnTimeout:        90 * time.Second,
 	}
 }
 

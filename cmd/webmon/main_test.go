@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -30,13 +29,26 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-// The components whose issues have not landed must fail, not pretend.
-func TestUnimplementedCommandsFail(t *testing.T) {
-	for _, name := range []string{"checker"} {
-		if _, err := run(t.Context(), name); !errors.Is(err, errNotImplemented) {
-			t.Errorf("webmon %s: err = %v, want %v", name, err, errNotImplemented)
-		}
+func TestCheckerConfigErrors(t *testing.T) {
+	t.Setenv("WEBMON_DATABASE_URL", "postgres://webmon@localhost/webmon")
+	ok := []string{"checker", "--kafka-brokers=localhost:9092"}
+	tests := map[string]configErrorCase{
+		"no brokers":            {args: []string{"checker"}, want: "kafka brokers: none given"},
+		"no database":           {args: ok, env: map[string]string{"WEBMON_DATABASE_URL": ""}, want: "database URL: none given"},
+		"no concurrency":        {args: append(ok, "--concurrency=0"), want: "--concurrency 0: want at least 1"},
+		"pending below checks":  {args: append(ok, "--concurrency=100", "--max-pending=10"), want: "--max-pending 10: want at least --concurrency (100)"},
+		"huge batch":            {args: append(ok, "--batch-size=100000"), want: "--batch-size 100000"},
+		"bad body limit":        {args: append(ok, "--body-limit=lots"), want: `--body-limit "lots"`},
+		"status too often":      {args: append(ok, "--status-interval=100ms"), want: "--status-interval 100ms: at least 1s"},
+		"short retention":       {args: append(ok, "--hour-rollups-retention=240h"), want: "at least 31 days"},
+		"no group":              {args: append(ok, "--kafka-group="), want: "--kafka-group: empty"},
+		"no leader election":    {args: append(ok, "--leader-elect"), want: "unknown flag: --leader-elect"},
+		"concurrency from env":  {args: ok, env: map[string]string{"WEBMON_CONCURRENCY": "lots"}, want: "$WEBMON_CONCURRENCY"},
+		"bad SASL":              {args: append(ok, "--kafka-sasl-mechanism=GSSAPI"), want: `"GSSAPI"`},
+		"no topic partitions":   {args: append(ok, "--kafka-topic-partitions=0"), want: "--kafka-topic-partitions 0"},
+		"database file missing": {args: append(ok, "--database-url-file=/nonexistent/dsn"), want: "database URL file"},
 	}
+	checkConfigErrors(t, tests)
 }
 
 func TestOperatorConfigErrors(t *testing.T) {

@@ -14,6 +14,12 @@ import (
 	monitoringv1alpha1 "github.com/webmon-dev/webmon/api/v1alpha1"
 )
 
+// The endpoints every component serves, unless told otherwise.
+const (
+	defaultMetricsAddr = ":8080"
+	defaultProbeAddr   = ":8081"
+)
+
 // managerOptions are what the components built on a controller-runtime
 // manager (operator, scheduler) share: leader election, endpoints, the
 // client's rate against the API server, and logging.
@@ -26,8 +32,12 @@ type managerOptions struct {
 	zap          zap.Options
 }
 
+// addFlags registers the flags; --leader-elect only with its help text,
+// for the components that elect a leader.
 func (m *managerOptions) addFlags(fs *pflag.FlagSet, leaderElectHelp string) {
-	fs.BoolVar(&m.leaderElect, "leader-elect", m.leaderElect, leaderElectHelp)
+	if leaderElectHelp != "" {
+		fs.BoolVar(&m.leaderElect, "leader-elect", m.leaderElect, leaderElectHelp)
+	}
 	fs.StringVar(&m.metricsAddr, "metrics-bind-address", m.metricsAddr, "address of the metrics endpoint; 0 disables it")
 	fs.StringVar(&m.probeAddr, "health-probe-bind-address", m.probeAddr, "address of the health probes; 0 disables them")
 	fs.Float32Var(&m.kubeAPIQPS, "kube-api-qps", m.kubeAPIQPS, "queries per second to the Kubernetes API, a shared resource")

@@ -11,10 +11,6 @@ import (
 	"github.com/webmon-dev/webmon/internal/store"
 )
 
-// partitionsAhead is how many days of check_results partitions exist
-// beyond today.
-const partitionsAhead = 3
-
 func newMigrateCommand() *cobra.Command {
 	var db store.Config
 	cmd := &cobra.Command{
@@ -50,5 +46,5 @@ func runMigrate(ctx context.Context, cmd *cobra.Command, db *store.Config) error
 	if _, err := fmt.Fprint(cmd.OutOrStdout(), report); err != nil {
 		return err
 	}
-	return store.New(pool).EnsurePartitions(ctx, time.Now(), partitionsAhead)
+	return store.New(pool).EnsurePartitions(ctx, time.Now(), store.PartitionsAhead)
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-
 	"github.com/spf13/cobra"
 )
 
@@ -29,17 +27,4 @@ Its components are subcommands of this one binary.`,
 		newVersionCommand(),
 	)
 	return root
-}
-
-// errNotImplemented is what the subcommands whose issues have not landed yet
-// return, so that nothing pretends to work.
-var errNotImplemented = errors.New("not implemented yet")
-
-func newCheckerCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "checker",
-		Short: "Consume check tasks, probe the URLs, store results and summarise them into status",
-		Args:  cobra.NoArgs,
-		RunE:  func(*cobra.Command, []string) error { return errNotImplemented },
-	}
 }

@@ -10,6 +10,9 @@ import (
 	"github.com/spf13/pflag"
 )
 
+// DefaultTopic is the topic of the check tasks unless told otherwise.
+const DefaultTopic = "webmon-tasks"
+
 // TopicSpec is a topic as webmon wants it.
 type TopicSpec struct {
 	Name              string

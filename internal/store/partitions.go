@@ -127,3 +127,31 @@ func (s *Store) DropPartitionsBefore(ctx context.Context, table string, cutoff t
 	}
 	return dropped, nil
 }
+
+// maintenanceAdvisoryLock serialises partition maintenance between
+// checkers and webmon migrate.
+const maintenanceAdvisoryLock = 0x7765626d6f6e02 // "webmon" 2
+
+// PartitionsAhead is how many days of partitions are kept ready beyond today.
+const PartitionsAhead = 3
+
+// Maintain creates the partitions of the coming days and drops those past
+// retention, one process at a time.
+func (s *Store) Maintain(ctx context.Context, now time.Time, r Retention) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", maintenanceAdvisoryLock); err != nil {
+		return err
+	}
+	defer func() {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", maintenanceAdvisoryLock)
+	}()
+	if err := s.EnsurePartitions(ctx, now, PartitionsAhead); err != nil {
+		return err
+	}
+	_, err = s.ApplyRetention(ctx, now, r)
+	return err
+}
