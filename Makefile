@@ -35,6 +35,7 @@ manifests: controller-gen ## Generate the CRDs and RBAC from the Go types and ma
 	$(CONTROLLER_GEN) crd:allowDangerousTypes=true paths="./api/..." output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=webmon-operator paths="./controllers/..." output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=webmon-scheduler paths="./scheduler/..." output:rbac:artifacts:config=config/rbac/scheduler
+	$(CONTROLLER_GEN) rbac:roleName=webmon-checker paths="./checker" output:rbac:artifacts:config=config/rbac/checker
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods.

@@ -99,7 +99,7 @@ func (c *Checker) check(ctx context.Context, t *task.Task) *checked {
 			out.verdicts = append(out.verdicts, plugins.Result{Name: spec.Name, Outcome: plugins.Error, Message: "webmon has no plugin of that name"})
 			continue
 		}
-		result, ok := p.Run(ctx, &plugins.Input{Task: t, Config: spec.Config, Response: resp})
+		result, ok := p.Run(ctx, &plugins.Input{Task: t, Config: spec.Config, Response: resp, CheckFailed: !verdict.Up})
 		switch {
 		case !ok:
 		case isStateful(p):

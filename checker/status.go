@@ -27,6 +27,8 @@ type statusWriter struct {
 	mu        sync.Mutex
 	names     map[string]types.NamespacedName
 	lastWrite map[string]time.Time
+	// lastStored is when results of the Website were last stored.
+	lastStored map[string]time.Time
 }
 
 // The results of a status update, as webmon_checker_status_writes_total
@@ -44,8 +46,9 @@ func newStatusWriter(c *Checker) *statusWriter {
 		c: c,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "webmon-checker-status", Clock: c.clock}),
-		names:     map[string]types.NamespacedName{},
-		lastWrite: map[string]time.Time{},
+		names:      map[string]types.NamespacedName{},
+		lastWrite:  map[string]time.Time{},
+		lastStored: map[string]time.Time{},
 	}
 }
 
@@ -56,6 +59,7 @@ func (s *statusWriter) touched(uid string, name types.NamespacedName, transition
 	s.mu.Lock()
 	s.names[uid] = name
 	last, written := s.lastWrite[uid]
+	s.lastStored[uid] = s.c.clock.Now()
 	s.mu.Unlock()
 	delay := time.Duration(0)
 	if written && !transition {
@@ -137,6 +141,13 @@ func (s *statusWriter) write(ctx context.Context, uid string) (string, error) {
 	summarize(ws, state, summary, metav1.NewTime(now.Truncate(time.Second)))
 	s.mu.Lock()
 	s.lastWrite[uid] = now
+	// Results stored just before now may not be in the rollups yet (the
+	// rollup job runs every RollupInterval): write once more after
+	// StatusInterval, so that the last checks of a burst are not left out
+	// of uptime until the next check, which may be an hour away.
+	if now.Sub(s.lastStored[uid]) < 2*s.c.opts.RollupInterval {
+		s.queue.AddAfter(uid, s.c.opts.StatusInterval)
+	}
 	s.mu.Unlock()
 	if equality.Semantic.DeepEqual(before.Status, ws.Status) {
 		return statusUnchanged, nil
@@ -160,4 +171,5 @@ func (s *statusWriter) forget(uid string) {
 	defer s.mu.Unlock()
 	delete(s.names, uid)
 	delete(s.lastWrite, uid)
+	delete(s.lastStored, uid)
 }

@@ -57,7 +57,7 @@ func summarize(ws *monitoringv1alpha1.Website, st *websiteState, sum store.Summa
 			down++
 		}
 		us := monitoringv1alpha1.URLStatus{
-			URL: u, State: s.state, StatusCode: int32(s.statusCode), Latency: metav1.Duration{Duration: s.latency.Round(time.Millisecond)},
+			URL: u, State: s.state, StatusCode: int32(s.statusCode), Latency: metav1.Duration{Duration: roundLatency(s.latency)},
 			Error: truncate(s.lastError, maxMessage), ConsecutiveFailures: s.consecutiveFailures,
 			LastCheckTime: &metav1.Time{Time: s.lastCheckedAt.Truncate(time.Second)},
 		}
@@ -101,8 +101,8 @@ func summarize(ws *monitoringv1alpha1.Website, st *websiteState, sum store.Summa
 	if !lastCheck.IsZero() {
 		status.LastCheckTime = &metav1.Time{Time: lastCheck.Truncate(time.Second)}
 		status.Latency = &monitoringv1alpha1.LatencySummary{
-			Last: metav1.Duration{Duration: slowest.Round(time.Millisecond)},
-			P95:  metav1.Duration{Duration: sum.LastHour.P95.Round(time.Millisecond)},
+			Last: metav1.Duration{Duration: roundLatency(slowest)},
+			P95:  metav1.Duration{Duration: roundLatency(sum.LastHour.P95)},
 		}
 	}
 	if sum.LastHour.Checks > 0 || sum.LastDay.Checks > 0 {
@@ -182,6 +182,15 @@ func percent(r float64) string {
 		p = 99.99
 	}
 	return fmt.Sprintf("%.2f%%", float64(int64(p*100))/100)
+}
+
+// roundLatency keeps a latency to the millisecond, or to the microsecond
+// under a millisecond, which a target on the same network can answer in.
+func roundLatency(d time.Duration) time.Duration {
+	if d < time.Millisecond {
+		return d.Round(time.Microsecond)
+	}
+	return d.Round(time.Millisecond)
 }
 
 func round4(r float64) float64 { return float64(int64(r*10000+0.5)) / 10000 }

@@ -67,12 +67,14 @@ func parseHTMLStats(config map[string]string) (htmlStatsConfig, error) {
 	return c, nil
 }
 
-// Run measures the body of a response that arrived.
+// Run measures the body of a response that passed its check. A page that
+// failed (an error or maintenance page) is not the page: its figures would
+// skew the page's statistics, and the check's failure already says so.
 func (p htmlStats) Run(ctx context.Context, in *Input) (Result, bool) {
 	if _, err := parseHTMLStats(in.Config); err != nil {
 		return Result{Name: p.Name(), Outcome: Error, Message: "invalid config: " + err.Error()}, true
 	}
-	if in.Response.Failed() || len(in.Response.Body) == 0 {
+	if in.CheckFailed || in.Response.Failed() || len(in.Response.Body) == 0 {
 		return Result{}, false
 	}
 	values, ok := measureHTML(ctx, in.Response.Body)

@@ -88,6 +88,10 @@ func TestHTMLStatsNothingToMeasure(t *testing.T) {
 			t.Errorf("%s: got %+v, want no measurement", name, got)
 		}
 	}
+	errorPage := &Input{Response: &probe.Response{StatusCode: 503, Body: []byte("<p>down for maintenance</p>"), BodyBytes: 27}, CheckFailed: true}
+	if got, ok := newHTMLStats().Run(t.Context(), errorPage); ok {
+		t.Errorf("a page that failed its expectations: got %+v, want no measurement", got)
+	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	in := &Input{Response: &probe.Response{Body: []byte("<p>x</p>"), BodyBytes: 8}}

@@ -40,6 +40,9 @@ type Input struct {
 	// Response is what the probe saw; never nil. When Response.Failed(),
 	// no full response arrived, and most plugins have nothing to judge.
 	Response *probe.Response
+	// CheckFailed is true when the response failed the Website's
+	// expectations (an unexpected status, a body mismatch, too slow).
+	CheckFailed bool
 }
 
 // Result is a plugin's verdict on one check. It is stored, as JSON, with

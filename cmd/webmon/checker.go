@@ -141,18 +141,20 @@ func runChecker(ctx context.Context, o *checkerOptions) error {
 		return err
 	}
 	log := ctrl.Log.WithName("checker")
-	pool, err := o.db.Pool(ctx, true)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
 	if o.migrate {
-		applied, err := store.Migrate(ctx, pool)
+		// Before the writers' pool: its connections set up a staging
+		// table like check_results.
+		applied, err := migrateDatabase(ctx, &o.db)
 		if err != nil {
 			return err
 		}
 		log.Info("schema migrated", "applied", applied)
 	}
+	pool, err := o.db.Pool(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
 	st := store.New(pool)
 	if err := st.Maintain(ctx, time.Now(), o.check.Retention); err != nil {
 		return fmt.Errorf("creating partitions (has webmon migrate run?): %w", err)

@@ -30,12 +30,7 @@ serialises them).`,
 }
 
 func runMigrate(ctx context.Context, cmd *cobra.Command, db *store.Config) error {
-	pool, err := db.Pool(ctx, false)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	applied, err := store.Migrate(ctx, pool)
+	applied, err := migrateDatabase(ctx, db)
 	if err != nil {
 		return err
 	}
@@ -43,8 +38,21 @@ func runMigrate(ctx context.Context, cmd *cobra.Command, db *store.Config) error
 	if len(applied) > 0 {
 		report = "applied " + strings.Join(applied, "\napplied ") + "\n"
 	}
-	if _, err := fmt.Fprint(cmd.OutOrStdout(), report); err != nil {
-		return err
+	_, err = fmt.Fprint(cmd.OutOrStdout(), report)
+	return err
+}
+
+// migrateDatabase applies the migrations not applied yet and creates the
+// daily partitions ahead; it returns the migrations applied.
+func migrateDatabase(ctx context.Context, db *store.Config) ([]string, error) {
+	pool, err := db.Pool(ctx, false)
+	if err != nil {
+		return nil, err
 	}
-	return store.New(pool).EnsurePartitions(ctx, time.Now(), store.PartitionsAhead)
+	defer pool.Close()
+	applied, err := store.Migrate(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
+	return applied, store.New(pool).EnsurePartitions(ctx, time.Now(), store.PartitionsAhead)
 }

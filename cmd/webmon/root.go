@@ -23,6 +23,7 @@ Its components are subcommands of this one binary.`,
 		newSchedulerCommand(),
 		newCheckerCommand(),
 		newMigrateCommand(),
+		newHistoryCommand(),
 		newDevBrokerCommand(),
 		newVersionCommand(),
 	)

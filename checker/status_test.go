@@ -1,0 +1,164 @@
+package checker
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	monitoringv1alpha1 "github.com/webmon-dev/webmon/api/v1alpha1"
+)
+
+// urlState reads the state a URL settled on from PostgreSQL.
+func urlStateOf(t *testing.T, uid, url string) string {
+	t.Helper()
+	var state string
+	if err := db.QueryRow(t.Context(), "SELECT state FROM urls WHERE website_uid = $1 AND url = $2", uid, url).Scan(&state); err != nil {
+		return "none: " + err.Error()
+	}
+	return state
+}
+
+// events lists the Events of a Website with a reason.
+func (b *bed) events(ws *monitoringv1alpha1.Website, reason string) []eventsv1.Event {
+	b.t.Helper()
+	list := &eventsv1.EventList{}
+	if err := k8s.List(b.t.Context(), list, client.InNamespace(b.namespace)); err != nil {
+		b.t.Fatal(err)
+	}
+	var out []eventsv1.Event
+	for _, e := range list.Items {
+		if e.Reason == reason && e.Regarding.UID == ws.UID {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// TestThresholdsAndEvents: failureThreshold failed checks in a row turn a
+// URL Down, with a Warning Event naming the URL and the error;
+// successThreshold passed ones turn it Up again, with a Normal Event
+// saying how long it was Down. Fewer move nothing.
+func TestThresholdsAndEvents(t *testing.T) {
+	b := newBed(t)
+	site, failing := serveFlaky(t, http.StatusBadGateway, "ok")
+	ws := b.website("flaky", []string{site.URL}, func(s *monitoringv1alpha1.WebsiteSpec) {
+		s.FailureThreshold, s.SuccessThreshold = 2, 2
+	})
+	uid := string(ws.UID)
+	b.start()
+
+	at := time.Now().Add(-20 * time.Second)
+	checks := 0
+	step := func(fail bool, wantURL, wantWebsite string) {
+		t.Helper()
+		failing.Store(fail)
+		at = at.Add(time.Second)
+		checks++
+		b.publish(tasks(ws, at)...)
+		eventually(t, 20*time.Second, func() error {
+			if n := stored(t, uid); n["up"]+n["down/unexpected_status"] != checks {
+				return fmt.Errorf("stored %v, want %d checks", n, checks)
+			}
+			return nil
+		})
+		if got := urlStateOf(t, uid, site.URL); got != wantURL {
+			t.Fatalf("after check %d (failing %v): URL %s in PostgreSQL, want %s", checks, fail, got, wantURL)
+		}
+		eventually(t, 10*time.Second, func() error {
+			if got := b.get("flaky").Status.State; string(got) != wantWebsite {
+				return fmt.Errorf("after check %d: Website %s, want %s", checks, got, wantWebsite)
+			}
+			return nil
+		})
+	}
+	step(false, "Up", "Up")
+	step(true, "Up", "Up") // one failure of two
+	if n := len(b.events(ws, EventWebsiteDown)); n != 0 {
+		t.Errorf("%d WebsiteDown Events under the failure threshold", n)
+	}
+	step(true, "Down", "Down")
+	down := b.events(ws, EventWebsiteDown)
+	if len(down) != 1 || down[0].Type != "Warning" || !strings.Contains(down[0].Note, site.URL+" is Down: status 502") {
+		t.Fatalf("WebsiteDown Events %+v, want one Warning naming the URL and its status", down)
+	}
+	step(false, "Down", "Down") // one success of two
+	step(false, "Up", "Up")
+	upAgain := b.events(ws, EventWebsiteUp)
+	if len(upAgain) != 1 || upAgain[0].Type != "Normal" || !strings.Contains(upAgain[0].Note, site.URL+" is Up again after") {
+		t.Fatalf("WebsiteUp Events %+v, want one Normal saying how long it was Down", upAgain)
+	}
+	if u := b.get("flaky").Status.URLs[0]; u.ConsecutiveFailures != 0 || u.LastTransitionTime == nil {
+		t.Errorf("URL status after recovery: %+v", u)
+	}
+}
+
+// TestStatusWritesThrottled: a Website checked many times a second has
+// its status written on a state change at once, and otherwise at most once
+// per StatusInterval, as the API server sees it.
+func TestStatusWritesThrottled(t *testing.T) {
+	b := newBed(t)
+	site := serve(t, func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprint(w, "ok") })
+	ws := b.website("busy", []string{site.URL, site.URL + "/a", site.URL + "/b"})
+	const interval = 2 * time.Second
+	c := b.start(func(o *Options) { o.StatusInterval = interval })
+
+	// Count the status writes at the API server: every MODIFIED event of
+	// the Website.
+	w, err := k8s.Watch(t.Context(), &monitoringv1alpha1.WebsiteList{}, client.InNamespace(b.namespace),
+		client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector("metadata.name", "busy")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	var writes atomic.Int32
+	go func() {
+		for e := range w.ResultChan() {
+			if e.Type == watch.Modified {
+				writes.Add(1)
+			}
+		}
+	}()
+
+	// 10 rounds a second for 7 s: 210 checks.
+	start := time.Now()
+	at := start.Add(-10 * time.Second)
+	published := 0
+	for time.Since(start) < 7*time.Second {
+		at = at.Add(10 * time.Millisecond)
+		b.publish(tasks(ws, at)...)
+		published += len(ws.Spec.URLs)
+		time.Sleep(100 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	eventually(t, 20*time.Second, func() error {
+		if n := stored(t, string(ws.UID))["up"]; n != published {
+			return fmt.Errorf("%d results stored, want %d", n, published)
+		}
+		return nil
+	})
+	got := int(writes.Load())
+	// The first checks turn the URLs Up: written at once. Then at most one
+	// write per interval, and one after the last checks, once they are
+	// rolled up; at least one more than the first, or nothing would be
+	// summarised between state changes.
+	most := 1 + int(elapsed/interval) + 2
+	t.Logf("%d status writes at the API server for about %d checks over %s (status interval %s)", got, published, elapsed.Round(time.Second), interval)
+	if got > most || got < 2 {
+		t.Errorf("%d status writes, want 2 to %d", got, most)
+	}
+	if n := testutil.ToFloat64(c.metrics.StatusWrites.WithLabelValues(statusWritten)); int(n) != got {
+		t.Errorf("webmon_checker_status_writes_total{result=written} = %v, the API server saw %d", n, got)
+	}
+	if s := b.get("busy").Status; s.State != monitoringv1alpha1.WebsiteStateUp || s.Uptime == nil || s.Uptime.Last1h != "100.00%" {
+		t.Errorf("status %s, uptime %+v; want Up at 100.00%%", s.State, s.Uptime)
+	}
+}
