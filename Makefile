@@ -36,6 +36,7 @@ manifests: controller-gen ## Generate the CRDs and RBAC from the Go types and ma
 	$(CONTROLLER_GEN) rbac:roleName=webmon-operator paths="./controllers/..." output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=webmon-scheduler paths="./scheduler/..." output:rbac:artifacts:config=config/rbac/scheduler
 	$(CONTROLLER_GEN) rbac:roleName=webmon-checker paths="./checker" output:rbac:artifacts:config=config/rbac/checker
+	@$(MAKE) --no-print-directory chart-crds chart-rbac
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods.
@@ -104,10 +105,25 @@ run-broker: ## Run the embedded Kafka broker on 127.0.0.1:9092.
 
 ##@ Deployment
 
+.PHONY: chart-crds
+chart-crds: ## Copy the generated CRDs into the Helm chart (test/chart checks they match).
+	rm -f charts/webmon/crds/*.yaml
+	cp config/crd/bases/*.yaml charts/webmon/crds/
+
+.PHONY: chart-rbac
+chart-rbac: ## Copy the generated RBAC rules into the Helm chart, which renders its roles from them.
+	cp config/rbac/role.yaml charts/webmon/files/rbac/operator-role.yaml
+	cp config/rbac/scheduler/role.yaml charts/webmon/files/rbac/scheduler-role.yaml
+	cp config/rbac/checker/role.yaml charts/webmon/files/rbac/checker-role.yaml
+	cp config/rbac/checker/secret_reader_role.yaml charts/webmon/files/rbac/checker-secrets-role.yaml
+
 .PHONY: helm-lint
 helm-lint: controlplane-tools ## Lint the Helm chart.
-	@test -d charts/webmon || { echo "charts/webmon arrives with the Helm chart (issue 6)" >&2; exit 1; }
 	env $(TESTBED_ENV) sh -c '$$WEBMON_HELM lint charts/webmon'
+
+.PHONY: helm-template
+helm-template: controlplane-tools ## Render the Helm chart with its defaults (HELM_VALUES=file.yaml adds values).
+	@env $(TESTBED_ENV) sh -c '$$WEBMON_HELM template webmon charts/webmon --namespace webmon-system $(if $(HELM_VALUES),--values $(HELM_VALUES))'
 
 .PHONY: install
 install: manifests ## Install the CRDs into the cluster of the current kubeconfig.

@@ -4,7 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -56,6 +59,10 @@ type SchedulerOptions struct {
 	Resources          corev1.ResourceRequirements
 	ServiceAccountName string
 	Kafka              KafkaSettings
+	// Env is set in the scheduler containers after webmon's own variables
+	// (see ValidateSchedulerEnv): every scheduler flag can be set so, as
+	// WEBMON_MAX_LATENESS=10s sets --max-lateness.
+	Env []corev1.EnvVar
 	// Owner, when set, owns every scheduler Deployment (the operator's own
 	// Deployment), so that uninstalling webmon removes them.
 	Owner *metav1.OwnerReference
@@ -145,8 +152,8 @@ func (o SchedulerOptions) podSpec(shard, shards int32) corev1.PodSpec {
 		args = append(args, "--kafka-topic="+o.Kafka.Topic)
 	}
 	env := []corev1.EnvVar{
-		{Name: "WEBMON_SHARD", Value: strconv.Itoa(int(shard))},
-		{Name: "WEBMON_SHARDS", Value: strconv.Itoa(int(shards))},
+		{Name: envShard, Value: strconv.Itoa(int(shard))},
+		{Name: envShards, Value: strconv.Itoa(int(shards))},
 		{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
 		{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
 	}
@@ -164,9 +171,10 @@ func (o SchedulerOptions) podSpec(shard, shards int32) corev1.PodSpec {
 	if o.Kafka.SASLMechanism != "" {
 		args = append(args, "--kafka-sasl-mechanism="+o.Kafka.SASLMechanism)
 		env = append(env,
-			secretEnv("WEBMON_KAFKA_SASL_USERNAME", o.Kafka.SASLSecret, "username"),
+			secretEnv(envSASLUsername, o.Kafka.SASLSecret, "username"),
 			secretEnv(kafka.PasswordEnv, o.Kafka.SASLSecret, "password"))
 	}
+	env = append(env, o.Env...)
 	pullPolicy := o.ImagePullPolicy
 	if pullPolicy == "" {
 		pullPolicy = corev1.PullIfNotPresent
@@ -207,6 +215,32 @@ func (o SchedulerOptions) podSpec(shard, shards int32) corev1.PodSpec {
 			},
 		}},
 	}
+}
+
+// The environment variables the operator sets in scheduler pods itself.
+const (
+	envShard        = "WEBMON_SHARD"
+	envShards       = "WEBMON_SHARDS"
+	envSASLUsername = "WEBMON_KAFKA_SASL_USERNAME"
+)
+
+var envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// ValidateSchedulerEnv reports extra scheduler environment variables that
+// are not valid names, or that would override what the operator sets: the
+// shard, the pod's identity, and the SASL credentials, which come only from
+// the --kafka-sasl-secret (a value here would show in every pod spec).
+func ValidateSchedulerEnv(env []corev1.EnvVar) error {
+	var errs []error
+	for _, e := range env {
+		switch {
+		case !envNamePattern.MatchString(e.Name):
+			errs = append(errs, fmt.Errorf("scheduler environment variable %q: not a valid name", e.Name))
+		case slices.Contains([]string{envShard, envShards, "POD_NAMESPACE", "POD_NAME", envSASLUsername, kafka.PasswordEnv}, e.Name):
+			errs = append(errs, fmt.Errorf("scheduler environment variable %s: set by the operator itself", e.Name))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func secretEnv(name, secret, key string) corev1.EnvVar {

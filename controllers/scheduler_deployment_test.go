@@ -81,3 +81,47 @@ func TestSchedulerDeploymentInputsHash(t *testing.T) {
 		t.Error("another shard has the same hash")
 	}
 }
+
+// TestSchedulerDeploymentEnv: extra variables follow the operator's own, so
+// that they can set any scheduler flag but not replace the shard.
+func TestSchedulerDeploymentEnv(t *testing.T) {
+	extra := []corev1.EnvVar{{Name: "WEBMON_KAFKA_TOPIC_PARTITIONS", Value: "64"}, {Name: "WEBMON_KAFKA_VERSION", Value: "3.7.0"}}
+	o := SchedulerOptions{Namespace: "ns", Image: "webmon:1", Replicas: 1, Env: extra}
+	d := o.SchedulerDeployment(0, 2)
+	env := d.Spec.Template.Spec.Containers[0].Env
+	if got := env[len(env)-len(extra):]; !slices.Equal(got, extra) {
+		t.Errorf("last env = %v, want %v", got, extra)
+	}
+	if env[0].Name != envShard {
+		t.Errorf("first env %s, want %s", env[0].Name, envShard)
+	}
+	without := SchedulerOptions{Namespace: "ns", Image: "webmon:1", Replicas: 1}.SchedulerDeployment(0, 2)
+	if d.Annotations[InputsHashAnnotation] == without.Annotations[InputsHashAnnotation] {
+		t.Error("extra env left the inputs hash unchanged")
+	}
+}
+
+func TestValidateSchedulerEnv(t *testing.T) {
+	tests := map[string]struct {
+		env  []corev1.EnvVar
+		want string
+	}{
+		"flag variables":  {env: []corev1.EnvVar{{Name: "WEBMON_MAX_LATENESS", Value: "10s"}, {Name: "GOMEMLIMIT", Value: "900MiB"}}},
+		"empty name":      {env: []corev1.EnvVar{{Name: "", Value: "x"}}, want: `"": not a valid name`},
+		"leading digit":   {env: []corev1.EnvVar{{Name: "1X", Value: "x"}}, want: `"1X": not a valid name`},
+		"shard count":     {env: []corev1.EnvVar{{Name: "WEBMON_SHARDS", Value: "9"}}, want: "WEBMON_SHARDS: set by the operator itself"},
+		"pod name":        {env: []corev1.EnvVar{{Name: "POD_NAME", Value: "x"}}, want: "POD_NAME: set by the operator itself"},
+		"inline password": {env: []corev1.EnvVar{{Name: kafka.PasswordEnv, Value: "hunter2"}}, want: kafka.PasswordEnv + ": set by the operator itself"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			err := ValidateSchedulerEnv(tc.env)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("ValidateSchedulerEnv = %v, want nil", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("ValidateSchedulerEnv = %v, want an error mentioning %q", err, tc.want)
+			}
+		})
+	}
+}

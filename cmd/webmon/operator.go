@@ -40,6 +40,7 @@ type operatorOptions struct {
 	cpuRequest    string
 	memoryRequest string
 	memoryLimit   string
+	schedulerEnv  []string
 
 	maxConcurrentReconciles int
 	managerOptions
@@ -89,6 +90,8 @@ func newOperatorCommand() *cobra.Command {
 	fs.StringVar(&o.cpuRequest, "scheduler-cpu-request", o.cpuRequest, "CPU request of a scheduler pod")
 	fs.StringVar(&o.memoryRequest, "scheduler-memory-request", o.memoryRequest, "memory request of a scheduler pod")
 	fs.StringVar(&o.memoryLimit, "scheduler-memory-limit", o.memoryLimit, "memory limit of a scheduler pod")
+	fs.StringArrayVar(&o.schedulerEnv, "scheduler-env", nil,
+		"NAME=VALUE set in the scheduler pods' environment, repeatable; every scheduler flag has a variable (WEBMON_MAX_LATENESS=10s)")
 	fs.StringSliceVar(&o.scheduler.Kafka.Brokers, "kafka-brokers", nil, "Kafka bootstrap brokers the schedulers publish to, host:port, comma-separated")
 	fs.StringVar(&o.scheduler.Kafka.Topic, "kafka-topic", o.scheduler.Kafka.Topic, "Kafka topic of the check tasks")
 	fs.StringVar(&o.scheduler.Kafka.TLSSecret, "kafka-tls-secret", "", "Secret with the ca.crt that signs the Kafka brokers' certificates; empty means no TLS")
@@ -139,6 +142,18 @@ func (o *operatorOptions) validate() error {
 		errs = append(errs, err)
 	}
 	o.scheduler.Resources = resources
+	o.scheduler.Env = nil
+	for _, kv := range o.schedulerEnv {
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok {
+			errs = append(errs, fmt.Errorf("--scheduler-env %q: want NAME=VALUE", kv))
+			continue
+		}
+		o.scheduler.Env = append(o.scheduler.Env, corev1.EnvVar{Name: name, Value: value})
+	}
+	if err := controllers.ValidateSchedulerEnv(o.scheduler.Env); err != nil {
+		errs = append(errs, fmt.Errorf("--scheduler-env: %w", err))
+	}
 	o.scheduler.Namespace = o.namespace
 	return errors.Join(errs...)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +41,8 @@ func TestOperatorCommand(t *testing.T) {
 	opCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		_, err := run(opCtx, "operator", "--leader-elect=true", "--metrics-bind-address=0", "--health-probe-bind-address=0")
+		_, err := run(opCtx, "operator", "--leader-elect=true", "--metrics-bind-address=0", "--health-probe-bind-address=0",
+			"--scheduler-env=WEBMON_KAFKA_TOPIC_PARTITIONS=64")
 		done <- err
 	}()
 
@@ -59,6 +61,9 @@ func TestOperatorCommand(t *testing.T) {
 		for _, d := range deps.Items {
 			if d.Spec.Template.Spec.Containers[0].Image != "webmon:e2e" {
 				return false, fmt.Errorf("%s runs %s, want webmon:e2e from $WEBMON_SCHEDULER_IMAGE", d.Name, d.Spec.Template.Spec.Containers[0].Image)
+			}
+			if env := d.Spec.Template.Spec.Containers[0].Env; !slices.Contains(env, corev1.EnvVar{Name: "WEBMON_KAFKA_TOPIC_PARTITIONS", Value: "64"}) {
+				return false, fmt.Errorf("%s has env %v, want WEBMON_KAFKA_TOPIC_PARTITIONS=64 from --scheduler-env", d.Name, env)
 			}
 		}
 		got := &monitoringv1alpha1.Website{}
@@ -79,6 +84,16 @@ func TestOperatorCommand(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("operator did not stop within 30s")
 	}
+}
+
+func TestOperatorSchedulerEnvErrors(t *testing.T) {
+	ok := []string{"operator", "--namespace=w", "--kafka-brokers=kafka:9092"}
+	checkConfigErrors(t, map[string]configErrorCase{
+		"no value":        {args: append(ok, "--scheduler-env=WEBMON_MAX_LATENESS"), want: `--scheduler-env "WEBMON_MAX_LATENESS": want NAME=VALUE`},
+		"bad name":        {args: append(ok, "--scheduler-env=MAX LATENESS=1s"), want: `"MAX LATENESS": not a valid name`},
+		"shard":           {args: append(ok, "--scheduler-env=WEBMON_SHARD=3"), want: "WEBMON_SHARD: set by the operator itself"},
+		"inline password": {args: append(ok, "--scheduler-env=WEBMON_KAFKA_SASL_PASSWORD=hunter2"), want: "WEBMON_KAFKA_SASL_PASSWORD: set by the operator itself"},
+	})
 }
 
 // startEnvtestAs starts a kube-apiserver with the webmon-system namespace,
