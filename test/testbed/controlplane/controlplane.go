@@ -57,6 +57,11 @@ type Options struct {
 	Tools testbed.Tools
 	// Log receives a line per step; nil discards them.
 	Log io.Writer
+	// LocalPods is a label selector of the pods that a local runner
+	// (test/testbed/runner) runs as the node's kubelet. kwok leaves them
+	// alone: the runner reports their status and deletes them once their
+	// processes have stopped. Empty: kwok plays every pod.
+	LocalPods string
 }
 
 // ControlPlane is a running local control plane.
@@ -68,9 +73,10 @@ type ControlPlane struct {
 	// Dir is the state folder; its logs/ holds each server's log.
 	Dir string
 
-	tools testbed.Tools
-	log   io.Writer
-	procs []*process // in start order
+	tools     testbed.Tools
+	log       io.Writer
+	localPods string
+	procs     []*process // in start order
 }
 
 // Start starts every server and waits until the fake node is Ready and the
@@ -84,7 +90,7 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 	if opts.Tools.Kwok == "" {
 		return nil, errors.New("kwok is not built: run `make controlplane-tools`")
 	}
-	cp := &ControlPlane{Dir: opts.Dir, tools: opts.Tools, log: opts.Log}
+	cp := &ControlPlane{Dir: opts.Dir, tools: opts.Tools, log: opts.Log, localPods: opts.LocalPods}
 	if cp.log == nil {
 		cp.log = io.Discard
 	}
@@ -93,7 +99,7 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 			err = errors.Join(err, cp.Stop())
 		}
 	}()
-	for _, d := range []string{"pki", "logs", "etcd"} {
+	for _, d := range []string{"pki", "logs", "etcd", "kwok"} {
 		if err := os.MkdirAll(filepath.Join(opts.Dir, d), 0o700); err != nil {
 			return nil, err
 		}
@@ -315,10 +321,14 @@ func (cp *ControlPlane) startControllers(f pkiFiles, kwokPort int) error {
 		"--server-address", "127.0.0.1:" + strconv.Itoa(kwokPort),
 		"--node-ip", "127.0.0.1",
 	}
-	for _, stage := range []string{"node-initialize", "node-heartbeat", "pod-ready", "pod-complete", "pod-delete"} {
-		args = append(args, "--config", filepath.Join(cp.tools.KwokStages, stage+".yaml"))
+	stages, err := cp.kwokStages()
+	if err != nil {
+		return err
 	}
-	_, err := cp.start("kwok", cp.tools.Kwok, args...)
+	for _, stage := range stages {
+		args = append(args, "--config", stage)
+	}
+	_, err = cp.start("kwok", cp.tools.Kwok, args...)
 	return err
 }
 
