@@ -69,7 +69,7 @@ test-e2e: controlplane-tools ## Run the end-to-end tests on a full local control
 	env $(TESTBED_ENV) hack/with-postgres.sh go test $(TEST_FLAGS) -v ./test/e2e/...
 
 .PHONY: bench
-bench: bench-operator bench-scheduler ## Run every benchmark; figures print as key=value lines (see docs/benchmarks.md).
+bench: bench-operator bench-scheduler bench-checker ## Run every benchmark; figures print as key=value lines (see docs/benchmarks.md).
 	env $(TESTBED_ENV) hack/with-postgres.sh go test -run='^$$' -bench=. -benchmem ./...
 
 .PHONY: bench-operator
@@ -80,6 +80,11 @@ bench-operator: controlplane-tools ## Time the operator labelling and scheduling
 .PHONY: bench-scheduler
 bench-scheduler: ## Publish 1,000,000 URLs through the scheduler against the embedded broker, against raw sarama's ceiling.
 	go test -count=1 -run='^TestSchedulerThroughput$$' -v ./scheduler/ -args -throughput.urls=1000000 -throughput.duration=5s -throughput.goals \
+		| tee /dev/stderr | sed -n 's/^ *throughput_test.go:[0-9]*: \([a-z0-9_]*=.*\)$$/\1/p'
+
+.PHONY: bench-checker
+bench-checker: controlplane-tools ## Check 100,000 tasks end to end (Kafka, checks, PostgreSQL, status), against raw HTTP and COPY ceilings.
+	env $(TESTBED_ENV) hack/with-postgres.sh go test -count=1 -run='^TestCheckerThroughput$$' -v ./checker/ -args -throughput.tasks=100000 -throughput.duration=5s -throughput.goals \
 		| tee /dev/stderr | sed -n 's/^ *throughput_test.go:[0-9]*: \([a-z0-9_]*=.*\)$$/\1/p'
 
 ##@ Build

@@ -79,6 +79,27 @@ type Options struct {
 	Log      logr.Logger
 }
 
+// DefaultOptions are a checker's settings unless told otherwise: 256
+// checks at once, batches of up to 1,000 results or 200 ms, statuses at
+// most every 30 s per Website.
+func DefaultOptions() Options {
+	return Options{
+		Group:               "webmon-checkers",
+		Concurrency:         256,
+		MaxPending:          8192,
+		BatchSize:           1000,
+		BatchInterval:       200 * time.Millisecond,
+		Writers:             2,
+		StatusInterval:      30 * time.Second,
+		StatusWorkers:       4,
+		DrainTimeout:        15 * time.Second,
+		RollupInterval:      5 * time.Second,
+		MaintenanceInterval: time.Hour,
+		Retention:           store.DefaultRetention,
+		Probe:               probe.Options{BodyLimit: 1 << 20},
+	}
+}
+
 // Validate reports options a checker cannot run with.
 func (o *Options) Validate() error {
 	var errs []error

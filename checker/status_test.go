@@ -1,6 +1,7 @@
 package checker
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -161,4 +162,67 @@ func TestStatusWritesThrottled(t *testing.T) {
 	if s := b.get("busy").Status; s.State != monitoringv1alpha1.WebsiteStateUp || s.Uptime == nil || s.Uptime.Last1h != "100.00%" {
 		t.Errorf("status %s, uptime %+v; want Up at 100.00%%", s.State, s.Uptime)
 	}
+}
+
+// TestStatusWriteConflicts: while another writer (the operator) keeps
+// updating its own status fields, the checker's writes conflict, are
+// retried, and neither writer loses the other's fields.
+func TestStatusWriteConflicts(t *testing.T) {
+	b := newBed(t)
+	site, failing := serveFlaky(t, http.StatusInternalServerError, "ok")
+	ws := b.website("contended", []string{site.URL}, func(s *monitoringv1alpha1.WebsiteSpec) {
+		s.FailureThreshold, s.SuccessThreshold = 1, 1
+	})
+	c := b.start()
+
+	// The operator's stand-in: status.urlCount, updated as fast as it can
+	// with a fresh read each time, as controller-runtime's Update does.
+	ctx, stop := context.WithCancel(t.Context())
+	var operatorWrites atomic.Int32
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			got := &monitoringv1alpha1.Website{}
+			if err := k8s.Get(ctx, client.ObjectKeyFromObject(ws), got); err != nil {
+				continue
+			}
+			got.Status.URLCount = operatorWrites.Load()%7 + 1
+			if err := k8s.Status().Update(ctx, got); err == nil {
+				operatorWrites.Add(1)
+			}
+		}
+	}()
+	// Every check a state change, written at once, until a write of the
+	// checker has met a conflict.
+	at := time.Now().Add(-20 * time.Second)
+	for i := 0; testutil.ToFloat64(c.metrics.StatusWrites.WithLabelValues(statusConflict)) == 0; i++ {
+		if i == 200 {
+			t.Fatal("200 state changes and no status write of the checker conflicted with the other writer")
+		}
+		failing.Store(i%2 == 1)
+		at = at.Add(time.Second)
+		b.publish(tasks(ws, at)...)
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	<-done
+	last := b.get("contended").Status.URLCount
+
+	// The last state: Up, after a last passing check, written in spite of
+	// the conflicts; the operator's field as it left it.
+	failing.Store(false)
+	b.publish(tasks(ws, at.Add(time.Second))...)
+	eventually(t, 20*time.Second, func() error {
+		got := b.get("contended").Status
+		if got.State != monitoringv1alpha1.WebsiteStateUp || len(got.URLs) != 1 || got.URLs[0].LastCheckTime == nil {
+			return fmt.Errorf("state %s, urls %+v: want Up after the last check", got.State, got.URLs)
+		}
+		if got.URLCount != last {
+			return fmt.Errorf("urlCount %d: the checker overwrote the other writer's %d", got.URLCount, last)
+		}
+		return nil
+	})
+	t.Logf("%d writes of the other writer; the checker's: %v written, %v conflicts", operatorWrites.Load(),
+		testutil.ToFloat64(c.metrics.StatusWrites.WithLabelValues(statusWritten)), testutil.ToFloat64(c.metrics.StatusWrites.WithLabelValues(statusConflict)))
 }

@@ -51,6 +51,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(benchPeerEnv) != "" {
+		os.Exit(runBenchPeer())
+	}
 	flag.Parse()
 	os.Exit(runSuite(m))
 }

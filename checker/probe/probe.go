@@ -178,6 +178,11 @@ func (p *Prober) Do(ctx context.Context, req Request) *Response {
 	resp.StatusCode, resp.Header, resp.TLS = httpResp.StatusCode, httpResp.Header, httpResp.TLS
 	limit := p.opts.BodyLimit
 	var buf bytes.Buffer
+	if n := httpResp.ContentLength; n > 0 && n <= limit {
+		// One allocation for a body of announced length, rather than
+		// doubling up to it; +1 for io.Copy's EOF read.
+		buf.Grow(int(n) + 1)
+	}
 	n, err := io.Copy(&buf, io.LimitReader(httpResp.Body, limit+1))
 	resp.BodyBytes = int(n)
 	switch {

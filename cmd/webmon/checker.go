@@ -35,22 +35,9 @@ type checkerOptions struct {
 
 func newCheckerCommand() *cobra.Command {
 	o := &checkerOptions{
-		kafka: kafka.Config{ClientID: "webmon-checker", Version: kafka.DefaultVersion},
-		topic: kafka.TopicSpec{Name: kafka.DefaultTopic, Partitions: 32, ReplicationFactor: -1, Retention: time.Hour},
-		check: checker.Options{
-			Group:               "webmon-checkers",
-			Concurrency:         256,
-			MaxPending:          8192,
-			BatchSize:           1000,
-			BatchInterval:       200 * time.Millisecond,
-			Writers:             2,
-			StatusInterval:      30 * time.Second,
-			StatusWorkers:       4,
-			DrainTimeout:        15 * time.Second,
-			RollupInterval:      5 * time.Second,
-			MaintenanceInterval: time.Hour,
-			Retention:           store.DefaultRetention,
-		},
+		kafka:     kafka.Config{ClientID: "webmon-checker", Version: kafka.DefaultVersion},
+		topic:     kafka.TopicSpec{Name: kafka.DefaultTopic, Partitions: 32, ReplicationFactor: -1, Retention: time.Hour},
+		check:     checker.DefaultOptions(),
 		bodyLimit: "1Mi",
 		managerOptions: managerOptions{
 			metricsAddr:  defaultMetricsAddr,

@@ -117,7 +117,8 @@ func Configure(cfg *pgxpool.Config) {
 }
 
 var (
-	resultColumns = []string{
+	// ResultColumns are the columns of check_results, in Result.Row's order.
+	ResultColumns = []string{
 		"url_id", "scheduled_at", "website_uid", "namespace", "name", "url", "url_index", "trigger", "checked_at",
 		"outcome", "error_class", "error_message", "status_code",
 		"dns_us", "connect_us", "tls_us", "ttfb_us", "total_us", "body_bytes", "plugins",
@@ -137,10 +138,10 @@ var (
 func (s *Store) Write(ctx context.Context, b *Batch) (inserted int64, err error) {
 	rows := make([][]any, len(b.Results))
 	for i := range b.Results {
-		rows[i] = b.Results[i].row()
+		rows[i] = b.Results[i].Row()
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		n, err := tx.CopyFrom(ctx, pgx.Identifier{TableResults}, resultColumns, pgx.CopyFromRows(rows))
+		n, err := tx.CopyFrom(ctx, pgx.Identifier{TableResults}, ResultColumns, pgx.CopyFromRows(rows))
 		if err != nil {
 			return err
 		}
@@ -162,7 +163,7 @@ func (s *Store) Write(ctx context.Context, b *Batch) (inserted int64, err error)
 		return inserted, nil
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"check_results_staging"}, resultColumns, pgx.CopyFromRows(rows)); err != nil {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"check_results_staging"}, ResultColumns, pgx.CopyFromRows(rows)); err != nil {
 			return fmt.Errorf("copying %d results to staging: %w", len(rows), err)
 		}
 		tag, err := tx.Exec(ctx, `
@@ -261,7 +262,8 @@ func dedupLast[T any](s []T, eq func(a, b T) bool) []T {
 	return out
 }
 
-func (r *Result) row() []any {
+// Row is the result as a row of check_results, for COPY.
+func (r *Result) Row() []any {
 	return []any{
 		URLID(r.WebsiteUID, r.URL), r.ScheduledAt, r.WebsiteUID, r.Namespace, r.Name, r.URL, int16(r.URLIndex), int16(r.Trigger), r.CheckedAt,
 		string(r.Outcome), nullString(r.ErrorClass), nullString(r.ErrorMessage), nullInt16(r.StatusCode),

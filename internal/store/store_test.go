@@ -213,9 +213,9 @@ func BenchmarkWrite(b *testing.B) {
 			rs := batchAt()
 			rows := make([][]any, len(rs))
 			for i := range rs {
-				rows[i] = rs[i].row()
+				rows[i] = rs[i].Row()
 			}
-			if _, err := pool.CopyFrom(b.Context(), pgx.Identifier{"check_results"}, resultColumns, pgx.CopyFromRows(rows)); err != nil {
+			if _, err := pool.CopyFrom(b.Context(), pgx.Identifier{"check_results"}, ResultColumns, pgx.CopyFromRows(rows)); err != nil {
 				b.Fatal(err)
 			}
 		}
