@@ -147,14 +147,15 @@ func TestCheckerThroughput(t *testing.T) {
 	// The shared machine's speed drifts by tens of percent within a
 	// minute: ceilings and checker alternate, three rounds, and the
 	// figures are the medians of the rounds.
-	var httpCeilings, copyCeilings, storeRates, rates, httpRatios, copyRatios, perCPU []float64
+	var httpCeilings, httpPerCPU, copyCeilings, storeRates, rates, httpRatios, copyRatios, perCPU []float64
 	var run checkerRun
 	for round := range 3 {
-		httpCeiling := rawHTTPRate(t, peer.targets, opts.Concurrency, *throughputPhase)
+		httpCeiling, httpCPU := rawHTTPRate(t, peer.targets, opts.Concurrency, *throughputPhase)
 		copyCeiling, storeRate := copyRates(t, round, opts.BatchSize, *throughputPhase)
 		run = bench.run(round, *throughputTasks)
-		t.Logf("round %d: http ceiling %.0f/s, checker %.0f/s (%.2f); copy ceiling %.0f rows/s, store %.0f rows/s (%.2f); %.0f checks per CPU second",
-			round, httpCeiling, run.rate, run.rate/httpCeiling, copyCeiling, storeRate, storeRate/copyCeiling, run.perCPU())
+		t.Logf("round %d: http ceiling %.0f/s (%.0f per CPU second), checker %.0f/s (%.2f, %.0f per CPU second); copy ceiling %.0f rows/s, store %.0f rows/s (%.2f)",
+			round, httpCeiling, httpCPU, run.rate, run.rate/httpCeiling, run.perCPU(), copyCeiling, storeRate, storeRate/copyCeiling)
+		httpPerCPU = append(httpPerCPU, httpCPU)
 		httpCeilings, copyCeilings, storeRates = append(httpCeilings, httpCeiling), append(copyCeilings, copyCeiling), append(storeRates, storeRate)
 		rates, perCPU = append(rates, run.rate), append(perCPU, run.perCPU())
 		httpRatios, copyRatios = append(httpRatios, run.rate/httpCeiling), append(copyRatios, storeRate/copyCeiling)
@@ -172,6 +173,8 @@ func TestCheckerThroughput(t *testing.T) {
 		fmt.Sprintf("store_rows_per_s=%.0f", median(storeRates)),
 		fmt.Sprintf("ratio_vs_copy=%.2f", ratioVsCopy),
 		fmt.Sprintf("checks_per_cpu_s=%.0f", checksPerCPU),
+		fmt.Sprintf("http_ceiling_per_cpu_s=%.0f", median(httpPerCPU)),
+		fmt.Sprintf("cpu_ratio_vs_http=%.2f", checksPerCPU/median(httpPerCPU)),
 		fmt.Sprintf("status_writes=%d", run.statusWrites),
 	} {
 		t.Log(line)
@@ -198,7 +201,7 @@ func median(xs []float64) float64 {
 // rawHTTPRate is the HTTP ceiling: concurrency goroutines getting the
 // targets' page in a loop, each on a fresh connection, the body read as
 // the probe reads it.
-func rawHTTPRate(t *testing.T, targets []string, concurrency int, d time.Duration) float64 {
+func rawHTTPRate(t *testing.T, targets []string, concurrency int, d time.Duration) (rate, perCPU float64) {
 	t.Helper()
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: !*throughputReuse, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: concurrency}, Timeout: 10 * time.Second}
 	defer client.CloseIdleConnections()
@@ -206,7 +209,7 @@ func rawHTTPRate(t *testing.T, targets []string, concurrency int, d time.Duratio
 	ctx, cancel := context.WithTimeout(t.Context(), d)
 	defer cancel()
 	var wg sync.WaitGroup
-	start := time.Now()
+	start, cpuBefore := time.Now(), processCPU(t)
 	for i := range concurrency {
 		wg.Go(func() {
 			url := "http://" + targets[i%len(targets)] + "/"
@@ -227,11 +230,11 @@ func rawHTTPRate(t *testing.T, targets []string, concurrency int, d time.Duratio
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), processCPU(t)-cpuBefore
 	if n := failed.Load(); n > done.Load()/100 {
 		t.Fatalf("the HTTP ceiling failed %d requests of %d", n, n+done.Load())
 	}
-	return float64(done.Load()) / elapsed.Seconds()
+	return float64(done.Load()) / elapsed.Seconds(), float64(done.Load()) / cpu.Seconds()
 }
 
 // copyRates are the COPY ceiling, raw CopyFrom of result rows into

@@ -7,11 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -262,19 +265,34 @@ func dedupLast[T any](s []T, eq func(a, b T) bool) []T {
 	return out
 }
 
-// Row is the result as a row of check_results, for COPY.
+// Row is the result as a row of check_results, for COPY. The UID goes as
+// a parsed UUID: pgx encodes a string for a uuid column only after a
+// failed first try, which costs more than the rest of the row.
 func (r *Result) Row() []any {
+	var uid pgtype.UUID
+	_ = uid.Scan(r.WebsiteUID) // an invalid UID is NULL, refused by the table: tasks are validated
 	return []any{
-		URLID(r.WebsiteUID, r.URL), r.ScheduledAt, r.WebsiteUID, r.Namespace, r.Name, r.URL, int16(r.URLIndex), int16(r.Trigger), r.CheckedAt,
+		URLID(r.WebsiteUID, r.URL), r.ScheduledAt, uid, text(r.Namespace), text(r.Name), text(r.URL), int16(r.URLIndex), int16(r.Trigger), r.CheckedAt,
 		string(r.Outcome), nullString(r.ErrorClass), nullString(r.ErrorMessage), nullInt16(r.StatusCode),
 		micros(r.DNS), micros(r.Connect), micros(r.TLS), micros(r.TTFB), micros(r.Total), int32(r.BodyBytes), nullJSON(r.Plugins),
 	}
+}
+
+// text makes s storable: PostgreSQL's text takes neither NUL bytes nor
+// invalid UTF-8, and one such message, from a hostile target, must not
+// make a whole batch fail on every retry.
+func text(s string) string {
+	if utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
 func nullString(s string) *string {
 	if s == "" {
 		return nil
 	}
+	s = text(s)
 	return &s
 }
 

@@ -245,3 +245,26 @@ func BenchmarkWrite(b *testing.B) {
 		b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "rows/s")
 	})
 }
+
+// TestWriteHostileText: an error message with invalid UTF-8 and NUL bytes
+// (a hostile target's words) is stored, cleaned, and does not make its
+// batch fail.
+func TestWriteHostileText(t *testing.T) {
+	s, pool := newStore(t)
+	ctx := t.Context()
+	if err := s.EnsurePartitions(ctx, day0, 1); err != nil {
+		t.Fatal(err)
+	}
+	batch := results(10, day0.Add(time.Hour), time.Second)
+	batch[3].Outcome, batch[3].ErrorClass, batch[3].ErrorMessage = OutcomeDown, "other", "bad \xff\xfe bytes and a \x00 NUL"
+	if n, err := s.Write(ctx, &Batch{Results: batch}); err != nil || n != 10 {
+		t.Fatalf("%d stored, %v; want all 10", n, err)
+	}
+	var msg string
+	if err := pool.QueryRow(ctx, "SELECT error_message FROM check_results WHERE error_class = 'other'").Scan(&msg); err != nil {
+		t.Fatal(err)
+	}
+	if want := "bad \uFFFD bytes and a \uFFFD NUL"; msg != want {
+		t.Errorf("stored %q, want %q", msg, want)
+	}
+}

@@ -21,6 +21,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // Version is the format version byte that starts every message.
@@ -115,6 +117,8 @@ func (t *Task) validate() error {
 	switch {
 	case t.UID == "":
 		return fmt.Errorf("%w: no Website UID", ErrMalformed)
+	case uuid.Validate(t.UID) != nil:
+		return fmt.Errorf("%w: Website UID %.40q is not a UUID", ErrMalformed, t.UID)
 	case t.URL == "":
 		return fmt.Errorf("%w: no URL", ErrMalformed)
 	case t.ScheduledAt.IsZero() || t.Deadline.IsZero():

@@ -49,7 +49,7 @@ func TestRoundTrip(t *testing.T) {
 
 	// Presence is kept: a Website that says nothing about redirects is not
 	// read back as "do not follow".
-	minimal := &Task{UID: "u", URL: "http://a/", ScheduledAt: time.Unix(1, 0), Deadline: time.Unix(2, 0)}
+	minimal := &Task{UID: "6f1c7a52-3f0e-4c8e-9a53-2b0f3f6f9d11", URL: "http://a/", ScheduledAt: time.Unix(1, 0), Deadline: time.Unix(2, 0)}
 	if err := Unmarshal(minimal.Marshal(), &got); err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +106,9 @@ func TestBadMessages(t *testing.T) {
 		"only a version":  {[]byte{Version}, ErrMalformed},
 		"bad tag":         {[]byte{Version, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, ErrMalformed},
 		"length too long": {[]byte{Version, 0x2a, 0x7f, 'h'}, ErrMalformed},
+		// A UID PostgreSQL would refuse: the whole batch of its result
+		// would fail on every retry.
+		"UID not a UUID": {(&Task{UID: "shop", URL: "http://a/", ScheduledAt: time.Unix(1, 0), Deadline: time.Unix(2, 0)}).Marshal(), ErrMalformed},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var got Task
