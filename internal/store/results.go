@@ -316,5 +316,7 @@ func nullJSON(b json.RawMessage) any {
 	if len(b) == 0 {
 		return nil
 	}
-	return string(b)
+	// jsonb refuses the NUL character, which encoding/json writes as
+	// \u0000 (a plugin may quote a hostile body).
+	return strings.ReplaceAll(string(b), `\u0000`, `\ufffd`)
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -257,6 +258,7 @@ func TestWriteHostileText(t *testing.T) {
 	}
 	batch := results(10, day0.Add(time.Hour), time.Second)
 	batch[3].Outcome, batch[3].ErrorClass, batch[3].ErrorMessage = OutcomeDown, "other", "bad \xff\xfe bytes and a \x00 NUL"
+	batch[4].Plugins, _ = json.Marshal([]map[string]string{{"name": "json-path", "result": "Error", "message": "value \x00 at $.a"}})
 	if n, err := s.Write(ctx, &Batch{Results: batch}); err != nil || n != 10 {
 		t.Fatalf("%d stored, %v; want all 10", n, err)
 	}
