@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -31,12 +32,15 @@ var shardsRequest = reconcile.Request{NamespacedName: types.NamespacedName{Name:
 const drainRecheck = 5 * time.Second
 
 // ShardReconciler plans the shard count from the Websites' load and runs
-// one scheduler Deployment per shard.
+// one scheduler Deployment per shard, each with its leader election Lease.
 type ShardReconciler struct {
 	client.Client
 	Policy    ShardPolicy
 	Scheduler SchedulerOptions
 	Plan      *ShardPlan
+	// Clock tells when a Lease's holder has run out of time; the real
+	// clock if nil.
+	Clock clock.PassiveClock
 }
 
 var _ reconcile.Reconciler = (*ShardReconciler)(nil)
@@ -46,6 +50,7 @@ var _ reconcile.Reconciler = (*ShardReconciler)(nil)
 // Setting blockOwnerDeletion on the schedulers' owner reference needs this
 // where the OwnerReferencesPermissionEnforcement admission plugin runs.
 // +kubebuilder:rbac:groups=apps,namespace=webmon-system,resources=deployments/finalizers,verbs=update
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=webmon-system,resources=leases,verbs=get;list;watch;create;patch;delete
 
 // Reconcile plans the shard count, then makes the scheduler Deployments match it.
 func (r *ShardReconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.Result, error) {
@@ -57,6 +62,10 @@ func (r *ShardReconciler) Reconcile(ctx context.Context, _ reconcile.Request) (c
 		return ctrl.Result{}, fmt.Errorf("listing Websites: %w", err)
 	}
 	deployments, err := r.schedulerDeployments(ctx)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	leases, err := r.schedulerLeases(ctx)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -73,11 +82,15 @@ func (r *ShardReconciler) Reconcile(ctx context.Context, _ reconcile.Request) (c
 	// Deployments first, then the plan: Websites assigned to a new shard
 	// find its scheduler already there.
 	for shard := range shards {
-		if err := r.ensureDeployment(ctx, deployments[shard], shard, shards); err != nil {
-			if apierrors.IsConflict(err) {
-				// A stale cached Deployment: plan again from fresh ones.
-				return ctrl.Result{RequeueAfter: conflictRetry}, nil
-			}
+		d, err := r.ensureDeployment(ctx, deployments[shard], shard, shards)
+		if err == nil && d != nil {
+			err = r.ensureLease(ctx, leases[shard], d, shard)
+		}
+		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
+			// A stale cached Deployment or Lease: plan again from fresh ones.
+			return ctrl.Result{RequeueAfter: conflictRetry}, nil
+		}
+		if err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -91,7 +104,11 @@ func (r *ShardReconciler) Reconcile(ctx context.Context, _ reconcile.Request) (c
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if draining {
+	leaseHeld, err := r.deleteOrphanLeases(ctx, leases, deployments, shards)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if draining || leaseHeld {
 		return ctrl.Result{RequeueAfter: drainRecheck}, nil
 	}
 	return ctrl.Result{}, nil
@@ -127,18 +144,22 @@ func shardCountOf(deployments map[int32]*appsv1.Deployment) int32 {
 }
 
 // ensureDeployment creates shard n's Deployment, or updates it when its
-// inputs changed; equal inputs cost no write.
-func (r *ShardReconciler) ensureDeployment(ctx context.Context, existing *appsv1.Deployment, shard, shards int32) error {
+// inputs changed; equal inputs cost no write. It returns the Deployment,
+// or nil if one appeared that the cache does not show yet.
+func (r *ShardReconciler) ensureDeployment(ctx context.Context, existing *appsv1.Deployment, shard, shards int32) (*appsv1.Deployment, error) {
 	desired := r.Scheduler.SchedulerDeployment(shard, shards)
 	if existing == nil {
-		if err := r.Create(ctx, desired); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("creating %s: %w", desired.Name, err)
+		if err := r.Create(ctx, desired); err != nil {
+			if apierrors.IsAlreadyExists(err) {
+				return nil, nil
+			}
+			return nil, fmt.Errorf("creating %s: %w", desired.Name, err)
 		}
 		ctrl.LoggerFrom(ctx).Info("created scheduler Deployment", "deployment", desired.Name)
-		return nil
+		return desired, nil
 	}
 	if existing.Annotations[InputsHashAnnotation] == desired.Annotations[InputsHashAnnotation] {
-		return nil
+		return existing, nil
 	}
 	updated := existing.DeepCopy()
 	updated.Labels = desired.Labels
@@ -146,10 +167,10 @@ func (r *ShardReconciler) ensureDeployment(ctx context.Context, existing *appsv1
 	updated.OwnerReferences = desired.OwnerReferences
 	updated.Spec = desired.Spec
 	if err := r.Update(ctx, updated); err != nil {
-		return fmt.Errorf("updating %s: %w", desired.Name, err)
+		return nil, fmt.Errorf("updating %s: %w", desired.Name, err)
 	}
 	ctrl.LoggerFrom(ctx).Info("updated scheduler Deployment", "deployment", desired.Name)
-	return nil
+	return updated, nil
 }
 
 // deleteDrainedShards deletes the Deployments of shards beyond the plan
@@ -176,6 +197,13 @@ func (r *ShardReconciler) deleteDrainedShards(ctx context.Context, deployments m
 		ctrl.LoggerFrom(ctx).Info("deleted drained scheduler Deployment", "deployment", d.Name)
 	}
 	return draining, nil
+}
+
+func (r *ShardReconciler) clock() clock.PassiveClock {
+	if r.Clock == nil {
+		return clock.RealClock{}
+	}
+	return r.Clock
 }
 
 func mergeMaps(into, from map[string]string) map[string]string {

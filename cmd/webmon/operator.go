@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -186,32 +187,44 @@ func runOperator(ctx context.Context, o *operatorOptions) error {
 		return err
 	}
 	log := ctrl.Log.WithName("operator")
+	var lock *ownedLeaseLock
 	if o.ownerDeployment != "" {
 		if o.scheduler.Owner, err = ownerReference(ctx, cfg, scheme, o.namespace, o.ownerDeployment); err != nil {
 			return err
 		}
+		if o.leaderElect {
+			if lock, err = newOwnedLeaseLock(cfg, o.namespace, operatorLeaseName, *o.scheduler.Owner); err != nil {
+				return err
+			}
+		}
 	}
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
-		HealthProbeBindAddress:  o.probeAddr,
-		LeaderElection:          o.leaderElect,
-		LeaderElectionID:        "webmon-operator.monitoring.webmon.dev",
-		LeaderElectionNamespace: o.namespace,
+		Scheme:                              scheme,
+		Metrics:                             metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:              o.probeAddr,
+		LeaderElection:                      o.leaderElect,
+		LeaderElectionID:                    operatorLeaseName,
+		LeaderElectionNamespace:             o.namespace,
+		LeaderElectionResourceLockInterface: lockOrNil(lock),
 		// The process exits right after: let a successor lead at once.
 		LeaderElectionReleaseOnCancel: true,
 		// The operator needs its own scheduler Deployments only: caching
-		// every Deployment of the cluster would cost memory and RBAC.
+		// every Deployment of the cluster would cost memory and RBAC; and
+		// the schedulers' Leases, in its namespace.
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&appsv1.Deployment{}: {
 				Namespaces: map[string]cache.Config{o.namespace: {}},
 				Label:      labels.SelectorFromSet(labels.Set{controllers.ManagedByLabel: "webmon-operator"}),
 			},
+			&coordinationv1.Lease{}: {Namespaces: map[string]cache.Config{o.namespace: {}}},
 		}},
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
+	}
+	if lock != nil {
+		lock.LockConfig.EventRecorder = mgr.GetEventRecorderFor(lock.Identity()) //nolint:staticcheck // the elector takes the core Events API's recorder
 	}
 	plan := controllers.NewShardPlan()
 	if err := (&controllers.ShardReconciler{

@@ -11,12 +11,15 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
@@ -33,6 +36,17 @@ func TestOperatorCommand(t *testing.T) {
 	c, kubeconfigFile := startEnvtestAs(t, "webmon-operator", filepath.Join("config", "rbac", "role.yaml"))
 	ctx := t.Context()
 
+	// The operator's own Deployment, which owns what it creates.
+	owner := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "webmon-system", Name: "webmon-operator"},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "op"}},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "op"}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "op", Image: "webmon:e2e"}}}},
+		},
+	}
+	mustCreate(t, c, owner)
+
 	t.Setenv("KUBECONFIG", kubeconfigFile)
 	t.Setenv("POD_NAMESPACE", "webmon-system")
 	t.Setenv("WEBMON_SHARDS", "2")
@@ -42,7 +56,7 @@ func TestOperatorCommand(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		_, err := run(opCtx, "operator", "--leader-elect=true", "--metrics-bind-address=0", "--health-probe-bind-address=0",
-			"--scheduler-env=WEBMON_KAFKA_TOPIC_PARTITIONS=64")
+			"--owner-deployment=webmon-operator", "--scheduler-env=WEBMON_KAFKA_TOPIC_PARTITIONS=64")
 		done <- err
 	}()
 
@@ -55,7 +69,7 @@ func TestOperatorCommand(t *testing.T) {
 	}
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		var deps appsv1.DeploymentList
-		if err := c.List(ctx, &deps, client.InNamespace("webmon-system")); err != nil || len(deps.Items) != 2 {
+		if err := c.List(ctx, &deps, client.InNamespace("webmon-system"), client.MatchingLabels{"app.kubernetes.io/component": "scheduler"}); err != nil || len(deps.Items) != 2 {
 			return false, nil
 		}
 		for _, d := range deps.Items {
@@ -65,6 +79,14 @@ func TestOperatorCommand(t *testing.T) {
 			if env := d.Spec.Template.Spec.Containers[0].Env; !slices.Contains(env, corev1.EnvVar{Name: "WEBMON_KAFKA_TOPIC_PARTITIONS", Value: "64"}) {
 				return false, fmt.Errorf("%s has env %v, want WEBMON_KAFKA_TOPIC_PARTITIONS=64 from --scheduler-env", d.Name, env)
 			}
+			// Each shard's Lease belongs to its Deployment.
+			if l := getLease(ctx, t, c, d.Name); l == nil || !controlledBy(l, &d) {
+				return false, nil
+			}
+		}
+		// The operator's Lease, held, belongs to the operator's Deployment.
+		if l := getLease(ctx, t, c, operatorLeaseName); l == nil || !controlledBy(l, owner) || ptr.Deref(l.Spec.HolderIdentity, "") == "" {
+			return false, nil
 		}
 		got := &monitoringv1alpha1.Website{}
 		if err := c.Get(ctx, client.ObjectKeyFromObject(ws), got); err != nil {
@@ -73,7 +95,7 @@ func TestOperatorCommand(t *testing.T) {
 		return got.Labels[monitoringv1alpha1.ShardLabel] != "" && got.Status.Shard != nil, nil
 	})
 	if err != nil {
-		t.Fatalf("waiting for 2 scheduler Deployments and a labelled Website: %v", err)
+		t.Fatalf("waiting for 2 scheduler Deployments with their Leases, the operator's Lease, and a labelled Website: %v", err)
 	}
 	stop()
 	select {
@@ -84,6 +106,43 @@ func TestOperatorCommand(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("operator did not stop within 30s")
 	}
+	if l := getLease(ctx, t, c, operatorLeaseName); l == nil || ptr.Deref(l.Spec.HolderIdentity, "") != "" {
+		t.Errorf("after the operator stopped, its Lease is %+v; want it released", l)
+	}
+
+	// A Lease left by an operator that did not own it is adopted as is.
+	leftover := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "webmon-system", Name: "leftover"},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("old-operator")}}
+	mustCreate(t, c, leftover)
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := metav1.OwnerReference{APIVersion: "apps/v1", Kind: "Deployment", Name: owner.Name, UID: owner.UID, Controller: ptr.To(true)}
+	lock, err := newOwnedLeaseLock(cfg, "webmon-system", leftover.Name, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec, _, err := lock.Get(ctx); err != nil || rec.HolderIdentity != "old-operator" {
+		t.Fatalf("Get: %+v, %v; want the leftover's record", rec, err)
+	}
+	if l := getLease(ctx, t, c, leftover.Name); l == nil || !controlledBy(l, owner) {
+		t.Errorf("the leftover Lease is %+v; want it owned by the operator's Deployment", l)
+	}
+}
+
+func getLease(ctx context.Context, t *testing.T, c client.Client, name string) *coordinationv1.Lease {
+	t.Helper()
+	l := &coordinationv1.Lease{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "webmon-system", Name: name}, l); err != nil {
+		return nil
+	}
+	return l
+}
+
+func controlledBy(obj metav1.Object, d *appsv1.Deployment) bool {
+	ref := metav1.GetControllerOf(obj)
+	return ref != nil && ref.Kind == "Deployment" && ref.Name == d.Name && ref.UID == d.UID
 }
 
 func TestOperatorSchedulerEnvErrors(t *testing.T) {
