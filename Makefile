@@ -65,7 +65,7 @@ test: manifests generate fmt vet controlplane-tools ## Run unit, envtest and int
 	env $(TESTBED_ENV) hack/with-postgres.sh go test $(TEST_FLAGS) ./...
 
 .PHONY: test-e2e
-test-e2e: controlplane-tools ## Run the end-to-end tests on a full local control plane.
+test-e2e: controlplane-tools ## Run the end-to-end tests: the whole system, installed by its chart, on a full local control plane (about 3 minutes).
 	env $(TESTBED_ENV) hack/with-postgres.sh go test $(TEST_FLAGS) -v ./test/e2e/...
 
 .PHONY: bench
@@ -96,9 +96,12 @@ build: fmt vet ## Build the webmon binary into bin/.
 ##@ Run locally
 
 .PHONY: demo
-demo: ## Run webmon locally: control plane, PostgreSQL, Kafka, operator, sample Websites.
-	@echo "make demo arrives with the Helm chart and local runner (issue 6); until then, 'make test' exercises the test bed." >&2
-	@exit 1
+demo: ## Run webmon locally in the background (control plane, PostgreSQL, Kafka, the chart, two demo Websites); reuses a running demo.
+	hack/demo.sh up
+
+.PHONY: demo-down
+demo-down: ## Stop everything `make demo` started.
+	hack/demo.sh down
 
 .PHONY: controlplane
 controlplane: controlplane-tools ## Run a local control plane (etcd, apiserver, controllers, kwok node) until Ctrl-C.

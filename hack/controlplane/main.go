@@ -1,9 +1,14 @@
 // Command controlplane runs a full local Kubernetes control plane (etcd,
 // kube-apiserver, kube-controller-manager, kube-scheduler, kwok with one fake
-// node) in the foreground until interrupted, then stops it in order.
+// node) in the foreground until interrupted, then stops it in order. Once
+// it is ready it prints `export KUBECONFIG=...` on stdout.
 //
 //	go run ./hack/controlplane --dir /tmp/webmon-cp
 //	export KUBECONFIG=/tmp/webmon-cp/kubeconfig
+//
+// With --local-pods, kwok leaves the selected pods to a local runner
+// (hack/runner), which runs them as processes: the demo passes
+// app.kubernetes.io/name=webmon.
 package main
 
 import (
@@ -22,20 +27,21 @@ import (
 
 func main() {
 	dir := flag.String("dir", filepath.Join(os.TempDir(), "webmon-controlplane"), "folder for state, logs and the kubeconfig")
+	localPods := flag.String("local-pods", "", "label selector of the pods a local runner runs (hack/runner); kwok plays the others. Empty: kwok plays every pod")
 	flag.Parse()
-	if err := run(*dir); err != nil {
+	if err := run(*dir, *localPods); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dir string) error {
+func run(dir, localPods string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := freshDir(dir); err != nil {
 		return err
 	}
-	cp, err := controlplane.Start(ctx, controlplane.Options{Dir: dir, Log: os.Stderr})
+	cp, err := controlplane.Start(ctx, controlplane.Options{Dir: dir, Log: os.Stderr, LocalPods: localPods})
 	if err != nil {
 		return err
 	}
