@@ -134,7 +134,7 @@ func TestForWebsite(t *testing.T) {
 	shop := samples["monitoring_v1alpha1_website_shop"]
 	shop.UID = "uid-1"
 	got := ForWebsite(shop)
-	if got.UID != "uid-1" || got.Name != "shop" || len(got.Plugins) != 3 || got.Plugins[0].Config["warnDays"] != "21" ||
+	if got.UID != "uid-1" || got.Name != "shop" || len(got.Plugins) != 2 || got.Plugins[0].Config["warnDays"] != "21" ||
 		got.Expect.MaxLatency != 2*time.Second || got.Expect.StatusCodes[0] != "200-299" || got.FailureThreshold != 2 {
 		t.Errorf("shop task: %+v", got)
 	}
