@@ -43,6 +43,7 @@ var (
 	throughputGoals   = flag.Bool("throughput.goals", false, "fail the checker benchmark when a figure misses its goal")
 	throughputReuse   = flag.Bool("throughput.reuse-connections", false, "check with reused connections (--reuse-connections) instead of a fresh one per check, in the ceiling too")
 	throughputPlugins = flag.String("throughput.plugins", "", "plugins the benchmark's Websites enable, comma-separated (html-stats parses every page)")
+	throughputConc    = flag.Int("throughput.concurrency", 0, "checks at once, in the checker and the raw loop (0: the checker's default)")
 	throughputProf    = flag.String("throughput.cpuprofile", "", "write a CPU profile of the end-to-end phase to this file")
 )
 
@@ -143,7 +144,7 @@ func startBenchPeer(t *testing.T) *benchPeer {
 func TestCheckerThroughput(t *testing.T) {
 	peer := startBenchPeer(t)
 	bench := newCheckerBench(t, peer)
-	opts := DefaultOptions()
+	opts := benchOptions()
 	// The shared machine's speed drifts by tens of percent within a
 	// minute: ceilings and checker alternate, three rounds, and the
 	// figures are the medians of the rounds.
@@ -353,7 +354,7 @@ func (cb *checkerBench) run(round, tasks int) checkerRun {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := DefaultOptions()
+	opts := benchOptions()
 	opts.Kafka, opts.Brokers, opts.Topic, opts.Group = cc, cb.peer.brokers, topic, group
 	opts.Probe.UserAgent = "webmon/bench"
 	opts.Probe.ReuseConnections = *throughputReuse
@@ -474,4 +475,13 @@ func processCPU(t *testing.T) time.Duration {
 		t.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchOptions are the checker's defaults, with -throughput.concurrency.
+func benchOptions() Options {
+	opts := DefaultOptions()
+	if *throughputConc > 0 {
+		opts.Concurrency, opts.MaxPending = *throughputConc, max(opts.MaxPending, 4**throughputConc)
+	}
+	return opts
 }
