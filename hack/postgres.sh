@@ -7,6 +7,8 @@
 #   hack/postgres.sh stop DIR     stop it and remove DIR
 #
 # Tuned for throwaway use: fsync and synchronous commit are off.
+# With $WEBMON_PG_TLS_DIR holding server.crt and server.key, the cluster
+# also serves TLS with them (for tests of sslmode=verify-full).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -46,12 +48,20 @@ start() {
     as_pg "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 --no-sync >"$dir/initdb.log" 2>&1 \
       || die "initdb failed: $(tail -n 5 "$dir/initdb.log")"
   fi
+  local tls_opts=""
+  if [ -n "${WEBMON_PG_TLS_DIR:-}" ]; then
+    # PostgreSQL wants its key owned by itself and private.
+    cp "$WEBMON_PG_TLS_DIR/server.crt" "$WEBMON_PG_TLS_DIR/server.key" "$dir/"
+    chmod 0600 "$dir/server.key"
+    [ "$(id -u)" -eq 0 ] && chown postgres: "$dir/server.crt" "$dir/server.key"
+    tls_opts="-c ssl=on -c ssl_cert_file='$dir/server.crt' -c ssl_key_file='$dir/server.key'"
+  fi
   local port attempt
   for attempt in 1 2 3 4 5; do
     port=$((20000 + RANDOM % 20000))
     port_in_use "$port" && continue
     if as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 start -o \
-      "-p $port -c listen_addresses=127.0.0.1 -k '$dir' -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null; then
+      "-p $port -c listen_addresses=127.0.0.1 -k '$dir' -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off $tls_opts" >/dev/null; then
       echo "$port" >"$dir/port"
       echo "postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
       return
