@@ -65,7 +65,7 @@ func TestDatabaseVerifyFull(t *testing.T) {
 	}
 
 	for name, u := range map[string]string{
-		"a certificate of another CA":   dsn("localhost", trust["theirs"]),
+		"a certificate of another CA":    dsn("localhost", trust["theirs"]),
 		"a certificate for another host": dsn("127.0.0.1", trust["ours"]),
 	} {
 		t.Setenv(store.URLEnv, u)
