@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/webmon-dev/webmon/checker/expect"
@@ -54,10 +55,13 @@ func (c *Checker) check(ctx context.Context, t *task.Task) *checked {
 		r.ErrorMessage = fmt.Sprintf("not checked: the task reached a checker %s after its deadline", now.Sub(t.Deadline).Round(time.Millisecond))
 		return out
 	}
-	var header http.Header
-	var err error
+	var (
+		header  http.Header
+		secrets []string
+		err     error
+	)
 	if len(t.Headers) > 0 {
-		header, err = c.headers(ctx, t)
+		header, secrets, err = c.headers(ctx, t)
 	}
 	if err != nil {
 		r.CheckedAt, r.Outcome, r.ErrorClass, r.ErrorMessage = now, store.OutcomeDown, string(ClassSecret), err.Error()
@@ -108,7 +112,30 @@ func (c *Checker) check(ctx context.Context, t *task.Task) *checked {
 			out.verdicts = append(out.verdicts, result)
 		}
 	}
+	redact(out, secrets)
 	return out
+}
+
+// redact removes Secret header values from what the check says: a target
+// that echoes its request (a debug page, an error page quoting the
+// Authorization header) must not get a credential into results, statuses
+// and Events through an excerpt of its body.
+func redact(c *checked, secrets []string) {
+	if len(secrets) == 0 {
+		return
+	}
+	clean := func(s string) string {
+		for _, v := range secrets {
+			s = strings.ReplaceAll(s, v, "[redacted]")
+		}
+		return s
+	}
+	c.result.ErrorMessage = clean(c.result.ErrorMessage)
+	for _, rs := range [][]plugins.Result{c.verdicts, c.measured} {
+		for i := range rs {
+			rs[i].Message = clean(rs[i].Message)
+		}
+	}
 }
 
 func isStateful(p plugins.Plugin) bool {
@@ -117,19 +144,26 @@ func isStateful(p plugins.Plugin) bool {
 }
 
 // headers builds the request's headers, reading the values kept in
-// Secrets.
-func (c *Checker) headers(ctx context.Context, t *task.Task) (http.Header, error) {
-	h := make(http.Header, len(t.Headers))
+// Secrets; secrets are those values, to be kept out of what is stored.
+func (c *Checker) headers(ctx context.Context, t *task.Task) (h http.Header, secrets []string, err error) {
+	h = make(http.Header, len(t.Headers))
 	for _, th := range t.Headers {
 		value := th.Value
 		if th.SecretRef != nil {
 			v, err := c.secrets.value(ctx, t.Namespace, th.SecretRef.Name, th.SecretRef.Key)
 			if err != nil {
-				return nil, fmt.Errorf("header %s: %w", th.Name, err)
+				return nil, nil, fmt.Errorf("header %s: %w", th.Name, err)
 			}
 			value = v
+			if len(v) >= minRedacted {
+				secrets = append(secrets, v)
+			}
 		}
 		h.Set(th.Name, value)
 	}
-	return h, nil
+	return h, secrets, nil
 }
+
+// minRedacted is the shortest Secret value redacted from messages: shorter
+// ones would blot out ordinary words, and are no credentials.
+const minRedacted = 4
