@@ -133,14 +133,14 @@ func (b *bed) topicContents(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := sarama.NewClient(brokers, cfg)
+	kc, err := sarama.NewClient(brokers, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = client.Close() }()
+	defer func() { _ = kc.Close() }()
 	var all bytes.Buffer
 	for _, p := range partitions {
-		end, err := client.GetOffset(b.topic, p, sarama.OffsetNewest)
+		end, err := kc.GetOffset(b.topic, p, sarama.OffsetNewest)
 		if err != nil {
 			t.Fatal(err)
 		}
