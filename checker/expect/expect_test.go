@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/webmon-dev/webmon/checker/probe"
 	"github.com/webmon-dev/webmon/internal/task"
@@ -27,10 +28,12 @@ func TestJudge(t *testing.T) {
 		"body matches":         {expect: task.Expectations{BodyRegex: `"status":\s*"ok"`}, resp: ok(200, `{"status": "ok"}`, 0)},
 		"body does not match":  {expect: task.Expectations{BodyRegex: `"status":\s*"ok"`}, resp: ok(200, `{"status": "degraded"}`, 0), class: ClassBodyMismatch, message: "does not match"},
 		"forbidden text found": {expect: task.Expectations{BodyNotRegex: `(?i)maintenance`}, resp: ok(200, "<h1>Down for MAINTENANCE</h1>", 0), class: ClassBodyMismatch, message: "MAINTENANCE"},
-		"too slow":             {expect: task.Expectations{MaxLatency: time.Second}, resp: ok(200, "", 1500*time.Millisecond), class: ClassTooSlow, message: "took 1.5s, over the 1s allowed"},
-		"fast enough":          {expect: task.Expectations{MaxLatency: time.Second}, resp: ok(200, "", 900*time.Millisecond)},
-		"probe failed":         {resp: &probe.Response{ErrorClass: probe.ClassTimeout, Err: errors.New("no complete response within the timeout")}, class: probe.ClassTimeout, message: "timeout"},
-		"unparsable range":     {expect: task.Expectations{StatusCodes: []string{"2xx"}}, resp: ok(200, "", 0), class: ClassUnexpectedStatus, message: `"2xx" is not a code`},
+		// The excerpt is quoted: a status and a result take valid UTF-8 only.
+		"found in invalid UTF-8": {expect: task.Expectations{BodyNotRegex: `maintenance`}, resp: ok(200, "\xff\xfe maintenance \xe9", 0), class: ClassBodyMismatch, message: `"\xff\xfe maintenance \xe9"`},
+		"too slow":               {expect: task.Expectations{MaxLatency: time.Second}, resp: ok(200, "", 1500*time.Millisecond), class: ClassTooSlow, message: "took 1.5s, over the 1s allowed"},
+		"fast enough":            {expect: task.Expectations{MaxLatency: time.Second}, resp: ok(200, "", 900*time.Millisecond)},
+		"probe failed":           {resp: &probe.Response{ErrorClass: probe.ClassTimeout, Err: errors.New("no complete response within the timeout")}, class: probe.ClassTimeout, message: "timeout"},
+		"unparsable range":       {expect: task.Expectations{StatusCodes: []string{"2xx"}}, resp: ok(200, "", 0), class: ClassUnexpectedStatus, message: `"2xx" is not a code`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -40,6 +43,9 @@ func TestJudge(t *testing.T) {
 			}
 			if tc.message != "" && !strings.Contains(v.Message, tc.message) {
 				t.Errorf("message %q, want it to mention %q", v.Message, tc.message)
+			}
+			if !utf8.ValidString(v.Message) {
+				t.Errorf("message %q is not valid UTF-8", v.Message)
 			}
 		})
 	}

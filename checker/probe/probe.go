@@ -5,7 +5,6 @@
 package probe
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -15,9 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
-	"net/url"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -33,9 +30,18 @@ const (
 	ClassTLS               ErrorClass = "tls"
 	ClassTooManyRedirects  ErrorClass = "too_many_redirects"
 	ClassBodyTooLarge      ErrorClass = "body_too_large"
-	ClassRequest           ErrorClass = "request"
-	ClassOther             ErrorClass = "other"
+	ClassHeadersTooLarge   ErrorClass = "headers_too_large"
+	// ClassBlocked is a connection the AddressPolicy refused.
+	ClassBlocked ErrorClass = "blocked"
+	// ClassProtocol is an answer that is not HTTP webmon speaks.
+	ClassProtocol ErrorClass = "protocol"
+	ClassRequest  ErrorClass = "request"
+	ClassOther    ErrorClass = "other"
 )
+
+// maxHeaderBytes bounds a response's headers: a server that sends them
+// without end fails as headers_too_large.
+const maxHeaderBytes = 64 << 10
 
 // Request is one check to make.
 type Request struct {
@@ -70,6 +76,9 @@ type Options struct {
 	// them; reusing them is cheaper for checker and target, and measures
 	// what a returning visitor sees.
 	ReuseConnections bool
+	// Addresses are where checks may connect; the zero value keeps them
+	// away from cloud metadata services only.
+	Addresses AddressPolicy
 }
 
 // Timings are how long each phase took; zero when it did not happen (a
@@ -81,16 +90,21 @@ type Timings struct {
 // Response is what a probe saw.
 type Response struct {
 	StatusCode int
-	Header     http.Header
+	// Proto is the protocol of the response, such as "HTTP/2.0".
+	Proto  string
+	Header http.Header
 	// Body is the body, up to the limit.
-	Body      []byte
+	Body []byte
+	// BodyBytes is the length of Body, or the limit plus one when the body
+	// was longer.
 	BodyBytes int
 	TLS       *tls.ConnectionState
 	Timings   Timings
 	// Redirects is how many redirects were followed.
 	Redirects int
 
-	// ErrorClass and Err are set when no full response arrived.
+	// ErrorClass and Err are set when no full response arrived. Err's
+	// message is valid UTF-8 and bounded, whatever the server sent.
 	ErrorClass ErrorClass
 	Err        error
 }
@@ -131,8 +145,10 @@ func (p *Prober) Do(ctx context.Context, req Request) *Response {
 	ctx, cancel := context.WithTimeout(ctx, req.Timeout)
 	defer cancel()
 	resp := &Response{}
-	start := time.Now()
-	defer func() { resp.Timings.Total = time.Since(start) }()
+	tr := newTracer()
+	defer func() { resp.Timings = tr.finish() }()
+	tr.deadline, _ = ctx.Deadline()
+	ctx = context.WithValue(ctx, checkKey{}, tr)
 
 	transport := p.verifying
 	if req.TLSSkipVerify {
@@ -155,7 +171,7 @@ func (p *Prober) Do(ctx context.Context, req Request) *Response {
 	if req.Body != "" {
 		body = strings.NewReader(req.Body)
 	}
-	httpReq, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, resp.trace(start)), req.Method, req.URL, body)
+	httpReq, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, tr.hooks(p.opts.ReuseConnections)), req.Method, req.URL, body)
 	if err != nil {
 		resp.fail(ClassRequest, fmt.Errorf("invalid request: %w", err))
 		return resp
@@ -168,58 +184,93 @@ func (p *Prober) Do(ctx context.Context, req Request) *Response {
 	if req.Host != "" {
 		httpReq.Host = req.Host
 	}
+	failure := func(err error, bodyBytes int) (ErrorClass, error) {
+		f := tr.failed()
+		f.err, f.timeout, f.scheme, f.bodyBytes = err, req.Timeout, httpReq.URL.Scheme, bodyBytes
+		return classify(ctx, f)
+	}
 
 	httpResp, err := client.Do(httpReq)
 	if err != nil {
-		resp.fail(classify(ctx, err))
+		resp.fail(failure(err, 0))
 		return resp
 	}
 	defer func() { _ = httpResp.Body.Close() }()
-	resp.StatusCode, resp.Header, resp.TLS = httpResp.StatusCode, httpResp.Header, httpResp.TLS
+	resp.StatusCode, resp.Proto, resp.Header, resp.TLS = httpResp.StatusCode, httpResp.Proto, httpResp.Header, httpResp.TLS
+	tr.setPhase(phaseBody)
 	limit := p.opts.BodyLimit
-	var buf bytes.Buffer
-	if n := httpResp.ContentLength; n > 0 && n <= limit {
-		// One allocation for a body of announced length, rather than
-		// doubling up to it; +1 for io.Copy's EOF read.
-		buf.Grow(int(n) + 1)
-	}
-	n, err := io.Copy(&buf, io.LimitReader(httpResp.Body, limit+1))
-	resp.BodyBytes = int(n)
+	b, over, err := readBody(httpResp.Body, limit, httpResp.ContentLength)
+	resp.Body = b
+	resp.BodyBytes = len(resp.Body)
 	switch {
-	case n > limit:
-		resp.Body = buf.Bytes()[:limit]
+	case over:
+		resp.BodyBytes++
 		resp.fail(ClassBodyTooLarge, fmt.Errorf("body larger than the %d-byte limit", limit))
 	case err != nil:
-		resp.Body = buf.Bytes()
-		resp.fail(classify(ctx, err))
-	default:
-		resp.Body = buf.Bytes()
+		resp.fail(failure(err, len(resp.Body)))
 	}
 	return resp
 }
 
-func (r *Response) fail(class ErrorClass, err error) {
-	r.ErrorClass, r.Err = class, err
-}
-
-// trace records the phase timings of the (last) connection.
-func (r *Response) trace(start time.Time) *httptrace.ClientTrace {
-	var dnsStart, connectStart, tlsStart time.Time
-	return &httptrace.ClientTrace{
-		DNSStart:             func(httptrace.DNSStartInfo) { dnsStart = time.Now() },
-		DNSDone:              func(httptrace.DNSDoneInfo) { r.Timings.DNS = time.Since(dnsStart) },
-		ConnectStart:         func(string, string) { connectStart = time.Now() },
-		ConnectDone:          func(string, string, error) { r.Timings.Connect = time.Since(connectStart) },
-		TLSHandshakeStart:    func() { tlsStart = time.Now() },
-		TLSHandshakeDone:     func(tls.ConnectionState, error) { r.Timings.TLS = time.Since(tlsStart) },
-		GotFirstResponseByte: func() { r.Timings.TTFB = time.Since(start) },
+// readBody reads r to its end, or to limit bytes; over reports a longer
+// body, told by one byte more that is never kept. The buffer starts at the
+// announced length (when there is one) and doubles as the body grows, never
+// past limit: a huge or endless body costs limit bytes, not one doubling
+// more.
+func readBody(r io.Reader, limit, announced int64) (body []byte, over bool, err error) {
+	size := int64(512)
+	if announced > 0 {
+		size = announced
+	}
+	buf := make([]byte, 0, max(1, min(size, limit)))
+	for {
+		if len(buf) == cap(buf) {
+			// Full: a byte more says whether the body ends here, before a
+			// bigger buffer is paid for.
+			var one [1]byte
+			n, err := r.Read(one[:])
+			if n == 1 {
+				if int64(len(buf)) >= limit {
+					return buf, true, nil
+				}
+				grown := make([]byte, len(buf), min(2*int64(cap(buf)), limit))
+				copy(grown, buf)
+				buf = append(grown, one[0])
+			}
+			if err != nil {
+				return buf, false, endOfBody(err)
+			}
+			continue
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			return buf, false, endOfBody(err)
+		}
 	}
 }
 
+func endOfBody(err error) error {
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
+}
+
+func (r *Response) fail(class ErrorClass, err error) {
+	r.ErrorClass, r.Err = class, clean(err)
+}
+
+// checkKey carries a check's tracer to its dials: the transport dials on
+// a context the check's cancellation does not reach (so that another
+// request may use the connection), which keeps the check's values.
+type checkKey struct{}
+
 func newTransport(opts Options, skipVerify bool) *http.Transport {
-	dialer := &net.Dialer{Resolver: opts.Resolver}
+	policy := opts.Addresses
+	dialer := &net.Dialer{Resolver: abandonable(opts.Resolver), ControlContext: policy.control}
 	return &http.Transport{
-		DialContext:       dialer.DialContext,
+		DialContext:       boundedDial(dialer),
 		DisableKeepAlives: !opts.ReuseConnections,
 		ForceAttemptHTTP2: true,
 		TLSClientConfig: &tls.Config{
@@ -227,63 +278,80 @@ func newTransport(opts Options, skipVerify bool) *http.Transport {
 			RootCAs:            opts.RootCAs,
 			InsecureSkipVerify: skipVerify, //nolint:gosec // the Website asks for it (expect.tlsSkipVerify)
 		},
-		MaxResponseHeaderBytes: 64 << 10,
+		MaxResponseHeaderBytes: maxHeaderBytes,
 		MaxIdleConnsPerHost:    4,
 		IdleConnTimeout:        90 * time.Second,
 	}
+}
+
+// boundedDial dials within the check's deadline, and gives the connection
+// that deadline: the transport's TLS handshake runs on the dial's context,
+// so a server that accepts and never answers the ClientHello would
+// otherwise hold a goroutine and a socket for as long as it likes. The
+// connection keeps the first bytes the server sends, for a failure to tell
+// what the server speaks.
+func boundedDial(d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		tr, ok := ctx.Value(checkKey{}).(*tracer)
+		if !ok || tr.deadline.IsZero() {
+			return d.DialContext(ctx, network, addr)
+		}
+		ctx, cancel := context.WithDeadline(ctx, tr.deadline)
+		defer cancel()
+		conn, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if err := conn.SetDeadline(tr.deadline); err != nil {
+			_ = conn.Close()
+			return nil, err
+		}
+		return &sniffConn{Conn: conn, tr: tr}, nil
+	}
+}
+
+// abandonable is r, or the Go resolver, with each DNS connection closed as
+// soon as its lookup is abandoned: a read blocked on a UDP socket does not
+// see its context, and would hold a goroutine and a socket until the
+// resolver's own timeout (5s by default) after the check gave up.
+func abandonable(r *net.Resolver) *net.Resolver {
+	out := &net.Resolver{PreferGo: true}
+	var d net.Dialer
+	dial := d.DialContext
+	if r != nil {
+		out.StrictErrors = r.StrictErrors
+		if r.Dial != nil {
+			dial = r.Dial
+		}
+	}
+	out.Dial = func(ctx context.Context, network, address string) (net.Conn, error) {
+		conn, err := dial(ctx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		context.AfterFunc(ctx, func() { _ = conn.Close() })
+		return conn, nil
+	}
+	return out
+}
+
+// sniffConn hands the first bytes read to its check's tracer.
+type sniffConn struct {
+	net.Conn
+	tr   *tracer
+	seen int
+}
+
+func (c *sniffConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if c.seen < sniffLen && n > 0 {
+		c.seen += c.tr.sniff(b[:n])
+	}
+	return n, err
 }
 
 type errTooManyRedirects struct{ limit int }
 
 func (e errTooManyRedirects) Error() string {
 	return fmt.Sprintf("more than %d redirects", e.limit)
-}
-
-// classify turns a transport error into a class and a message that says
-// what happened without Go's plumbing.
-func classify(ctx context.Context, err error) (ErrorClass, error) {
-	var (
-		dnsErr    *net.DNSError
-		redirects errTooManyRedirects
-		certErr   *tls.CertificateVerificationError
-		recordErr tls.RecordHeaderError
-		alertErr  tls.AlertError
-		hostErr   x509.HostnameError
-		authErr   x509.UnknownAuthorityError
-		invalid   x509.CertificateInvalidError
-	)
-	switch {
-	case errors.As(err, &redirects):
-		return ClassTooManyRedirects, redirects
-	case errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil || isTimeout(err):
-		return ClassTimeout, errors.New("no complete response within the timeout")
-	case errors.As(err, &dnsErr):
-		if dnsErr.IsNotFound {
-			return ClassDNS, fmt.Errorf("host %s not found (NXDOMAIN)", dnsErr.Name)
-		}
-		return ClassDNS, fmt.Errorf("resolving %s: %s", dnsErr.Name, dnsErr.Err)
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return ClassConnectionRefused, errors.New("connection refused")
-	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
-		return ClassConnectionReset, errors.New("connection reset or closed before the response was complete")
-	case errors.As(err, &certErr), errors.As(err, &hostErr), errors.As(err, &authErr), errors.As(err, &invalid):
-		return ClassTLS, fmt.Errorf("TLS certificate: %w", unwrapURL(err))
-	case errors.As(err, &recordErr), errors.As(err, &alertErr), strings.Contains(err.Error(), "tls:"):
-		return ClassTLS, fmt.Errorf("TLS: %w", unwrapURL(err))
-	}
-	return ClassOther, unwrapURL(err)
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// unwrapURL drops net/url's "Get \"…\":" wrapper: the URL is in the
-// result already.
-func unwrapURL(err error) error {
-	if urlErr, ok := errors.AsType[*url.Error](err); ok {
-		return urlErr.Err
-	}
-	return err
 }
