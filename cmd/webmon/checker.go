@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,7 +31,9 @@ type checkerOptions struct {
 	check     checker.Options
 	db        store.Config
 	bodyLimit string
-	migrate   bool
+	// allowNetworks are the CIDRs of --allow-networks, parsed in validate.
+	allowNetworks []string
+	migrate       bool
 	managerOptions
 }
 
@@ -84,6 +88,10 @@ own (DNS, connect and TLS measured as a first visitor sees them) unless
 	fs.StringVar(&o.bodyLimit, "body-limit", o.bodyLimit, "most of a response body read; a longer body fails the check (a quantity: 1Mi, 512Ki)")
 	fs.BoolVar(&c.Probe.ReuseConnections, "reuse-connections", c.Probe.ReuseConnections,
 		"keep connections open between checks of a host; by default each check opens its own, to measure DNS, connect and TLS")
+	fs.BoolVar(&c.Probe.Addresses.DenyPrivate, "deny-private-networks", false,
+		"refuse to connect to private, loopback, CGNAT and unique-local addresses too (cloud metadata and link-local addresses are always refused), for the URL and every redirect")
+	fs.StringSliceVar(&o.allowNetworks, "allow-networks", nil,
+		"CIDRs checks may connect to even where refused otherwise (comma-separated, such as 10.20.0.0/16)")
 	fs.StringVar(&c.Plugins.BlocklistResolver, "dns-blocklist-resolver", "", "filtering DNS resolver (host:port) the dns-blocklist plugin asks (default Quad9, 9.9.9.9:53)")
 	fs.BoolVar(&o.migrate, "migrate", o.migrate, "apply the PostgreSQL schema migrations at start (as webmon migrate does)")
 	o.addFlags(fs, "")
@@ -106,6 +114,15 @@ func (o *checkerOptions) validate() error {
 	}
 	if _, err := o.db.URL(); err != nil {
 		errs = append(errs, err)
+	}
+	o.check.Probe.Addresses.Allow = nil
+	for _, cidr := range o.allowNetworks {
+		prefix, err := netip.ParsePrefix(strings.TrimSpace(cidr))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--allow-networks %q: want a CIDR such as 10.20.0.0/16", cidr))
+			continue
+		}
+		o.check.Probe.Addresses.Allow = append(o.check.Probe.Addresses.Allow, prefix.Masked())
 	}
 	o.check.Kafka, o.check.Brokers, o.check.Topic = consumer, o.kafka.Brokers, o.topic.Name
 	o.check.Probe.UserAgent = version.UserAgent()

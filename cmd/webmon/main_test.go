@@ -47,6 +47,7 @@ func TestCheckerConfigErrors(t *testing.T) {
 		"bad SASL":              {args: append(ok, "--kafka-sasl-mechanism=GSSAPI"), want: `"GSSAPI"`},
 		"no topic partitions":   {args: append(ok, "--kafka-topic-partitions=0"), want: "--kafka-topic-partitions 0"},
 		"database file missing": {args: append(ok, "--database-url-file=/nonexistent/dsn"), want: "database URL file"},
+		"bad allowed network":   {args: append(ok, "--allow-networks=10.0.0.0/8,10.1.2.3"), want: `--allow-networks "10.1.2.3": want a CIDR`},
 	}
 	checkConfigErrors(t, tests)
 }

@@ -496,6 +496,8 @@ func TestCheckerReachesKafkaAndPostgreSQL(t *testing.T) {
 		"kafka-sasl-mechanism":   "SCRAM-SHA-512",
 		"kafka-group":            "checkers",
 		"kafka-topic-partitions": "64",
+		"deny-private-networks":  "true",
+		"allow-networks":         "10.20.0.0/16,fd12::/64",
 	} {
 		if got := flags[flag]; len(got) != 1 || got[0] != want {
 			t.Errorf("--%s = %v, want %s", flag, got, want)
@@ -626,6 +628,7 @@ func TestValuesRejected(t *testing.T) {
 		"SASL without Secret":     {set: []string{"--set", "kafka.sasl.mechanism=PLAIN"}, want: []string{"kafka.sasl.secretName"}},
 		"client cert without CA":  {set: []string{"--set", "kafka.tls.clientCert=true"}, want: []string{"kafka.tls.clientCert: needs kafka.tls.secretName"}},
 		"HPA without CPU request": {set: []string{"--set", "checker.resources.requests.cpu=null"}, want: []string{"checker.resources.requests.cpu"}},
+		"allowed network":         {set: []string{"--set", "checker.targets.allowNetworks[0]=10.0.0.1"}, want: []string{"/checker/targets/allowNetworks/0"}},
 		"min above max":           {set: []string{"--set", "checker.autoscaling.minReplicas=20", "--set", "checker.autoscaling.maxReplicas=4"}, want: []string{"minReplicas (20) is above maxReplicas (4)"}},
 	}
 	for name, tc := range tests {
