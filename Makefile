@@ -68,6 +68,12 @@ test: manifests generate fmt vet controlplane-tools ## Run unit, envtest and int
 test-e2e: controlplane-tools ## Run the end-to-end tests: the whole system, installed by its chart, on a full local control plane (about 3 minutes).
 	env $(TESTBED_ENV) hack/with-postgres.sh go test $(TEST_FLAGS) -v ./test/e2e/...
 
+FUZZTIME ?= 20s
+.PHONY: fuzz
+fuzz: ## Fuzz the task decoder and the plugin configuration for FUZZTIME each (20s by default); a failing input lands in testdata/fuzz and is a test from then on.
+	go test -run='^$$' -fuzz='^FuzzUnmarshal$$' -fuzztime=$(FUZZTIME) ./internal/task
+	go test -run='^$$' -fuzz='^FuzzPluginConfig$$' -fuzztime=$(FUZZTIME) ./checker/plugins
+
 .PHONY: bench
 bench: bench-operator bench-scheduler bench-checker ## Run every benchmark; figures print as key=value lines (see docs/benchmarks.md).
 	env $(TESTBED_ENV) hack/with-postgres.sh go test -run='^$$' -bench=. -benchmem ./...

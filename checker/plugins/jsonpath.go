@@ -65,7 +65,10 @@ func parseJSONPath(config map[string]string) (jsonPathConfig, error) {
 		expr = "{" + expr + "}"
 	}
 	if _, err := compileJSONPath(expr); err != nil {
-		return c, fmt.Errorf("expr %q: want a JSONPath such as {.status} or .items[0].state: %w", truncate(config["expr"], 64), err)
+		// The parser's message quotes the expression as given: cut and
+		// made valid UTF-8, as a status holds it.
+		return c, fmt.Errorf("expr %q: want a JSONPath such as {.status} or .items[0].state: %s",
+			truncate(config["expr"], 64), truncate(strings.ToValidUTF8(err.Error(), "\uFFFD"), 200))
 	}
 	c.expr = expr
 

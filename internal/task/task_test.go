@@ -192,3 +192,36 @@ func BenchmarkEncoding(b *testing.B) {
 		})
 	}
 }
+
+// FuzzUnmarshal: no message makes Unmarshal panic, and a task it decodes
+// encodes and decodes to the same task.
+func FuzzUnmarshal(f *testing.F) {
+	full := fullTask().Marshal()
+	minimal := (&Task{UID: "6f1c7a52-3f0e-4c8e-9a53-2b0f3f6f9d11", URL: "http://a/", ScheduledAt: time.Unix(1, 0), Deadline: time.Unix(2, 0)}).Marshal()
+	for _, seed := range [][]byte{
+		full, minimal,
+		full[:len(full)/2], full[:len(full)-1], minimal[:len(minimal)-9],
+		nil, {Version}, {2, 1, 2, 3}, []byte(`{"url":"http://a/"}`),
+		{Version, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+		{Version, 0x2a, 0x7f, 'h'},
+		append(append([]byte{}, minimal...), 0x42, 0x01, 0xff), // expectations that do not parse
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		var first Task
+		if err := Unmarshal(msg, &first); err != nil {
+			if !errors.Is(err, ErrEmpty) && !errors.Is(err, ErrUnknownVersion) && !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error %v wraps none of the kinds", err)
+			}
+			return
+		}
+		var second Task
+		if err := Unmarshal(first.Marshal(), &second); err != nil {
+			t.Fatalf("a decoded task does not decode once encoded again: %v\n%+v", err, first)
+		}
+		if diff := cmp.Diff(&first, &second); diff != "" {
+			t.Errorf("decoded, encoded and decoded again (-first +second):\n%s", diff)
+		}
+	})
+}
