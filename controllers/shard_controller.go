@@ -31,6 +31,11 @@ var shardsRequest = reconcile.Request{NamespacedName: types.NamespacedName{Name:
 // drainRecheck is how soon a shard that still has Websites is looked at again.
 const drainRecheck = 5 * time.Second
 
+// handoffMargin is how long after a handoff a drained shard's scheduler
+// is kept: it publishes each tick due before the handoff at its due time,
+// give or take its lateness.
+const handoffMargin = time.Second
+
 // ShardReconciler plans the shard count from the Websites' load and runs
 // one scheduler Deployment per shard, each with its leader election Lease.
 type ShardReconciler struct {
@@ -174,20 +179,25 @@ func (r *ShardReconciler) ensureDeployment(ctx context.Context, existing *appsv1
 }
 
 // deleteDrainedShards deletes the Deployments of shards beyond the plan
-// once no Website is labelled for them any more: until the Websites have
-// moved, the old scheduler keeps checking them. It reports whether any
-// shard is still draining.
+// once no Website is labelled for them any more and every move's handoff
+// is past: until then the old scheduler keeps publishing the ticks due
+// before it. It reports whether any shard is still draining.
 func (r *ShardReconciler) deleteDrainedShards(ctx context.Context, deployments map[int32]*appsv1.Deployment, shards int32, websites *monitoringv1alpha1.WebsiteList) (bool, error) {
 	populated := map[string]bool{}
+	handingOver := false
 	for i := range websites.Items {
-		populated[websites.Items[i].Labels[monitoringv1alpha1.ShardLabel]] = true
+		ws := &websites.Items[i]
+		populated[ws.Labels[monitoringv1alpha1.ShardLabel]] = true
+		if _, at, ok := ws.ShardHandoff(); ok && r.clock().Now().Before(at.Add(handoffMargin)) {
+			handingOver = true
+		}
 	}
 	draining := false
 	for shard, d := range deployments {
 		if shard < shards {
 			continue
 		}
-		if populated[strconv.Itoa(int(shard))] {
+		if populated[strconv.Itoa(int(shard))] || handingOver {
 			draining = true
 			continue
 		}

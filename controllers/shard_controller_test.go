@@ -158,6 +158,14 @@ func TestAutomaticShardsScaleUpAndDrainOnScaleDown(t *testing.T) {
 		return websitesOnShards(t, sites[:5], 2) &&
 			cmp.Equal([]string{"webmon-scheduler-0", "webmon-scheduler-1"}, names(schedulerDeployments(t, ns))), nil
 	})
+	// Not before the handoffs of the Websites that moved: until then the
+	// drained shard's scheduler still publishes their ticks.
+	deleted := time.Now()
+	for _, ws := range sites[:5] {
+		if _, at, ok := getWebsite(t, ws).ShardHandoff(); ok && deleted.Before(at.Add(handoffMargin)) {
+			t.Errorf("scheduler 2 gone at %s, before %s's handoff at %s", deleted.Format(time.StampMilli), ws.Name, at.Format(time.StampMilli))
+		}
+	}
 	if got := testutil.ToFloat64(metrics.Shards); got != 2 {
 		t.Errorf("webmon_controller_shards = %v, want 2", got)
 	}
@@ -166,11 +174,25 @@ func TestAutomaticShardsScaleUpAndDrainOnScaleDown(t *testing.T) {
 			t.Errorf("%s args %v, want --shards=2", d.Name, d.Spec.Template.Spec.Containers[0].Args)
 		}
 	}
-	// Websites that changed shard say so in an Event.
+	// Websites that changed shard say so in an Event, and were told when
+	// their schedulers hand them over, for their new shard.
 	moved := 0
 	for _, ws := range sites[:5] {
-		if strings.HasPrefix(eventReasons(t, ws)[eventShardMoved], "Normal: moved from shard 2 to shard") {
+		got := getWebsite(t, ws)
+		handoff, announced := got.Annotations[monitoringv1alpha1.ShardHandoffAnnotation]
+		event, everMoved := eventReasons(t, ws)[eventShardMoved]
+		if strings.HasPrefix(event, "Normal: moved from shard 2 to shard") {
 			moved++
+		}
+		if everMoved && !announced {
+			t.Errorf("%s moved and has no handoff annotation", ws.Name)
+		}
+		if announced {
+			to, at, _ := strings.Cut(handoff, "@")
+			when, err := time.Parse(time.RFC3339Nano, at)
+			if to != got.Labels[monitoringv1alpha1.ShardLabel] || err != nil || time.Since(when) > time.Minute {
+				t.Errorf("%s on shard %s has the handoff %q, want its shard and a time just after its move", ws.Name, got.Labels[monitoringv1alpha1.ShardLabel], handoff)
+			}
 		}
 	}
 	if moved == 0 && websitesOnShardCount(t, sites[:5], 3, 2) > 0 {

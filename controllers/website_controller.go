@@ -39,6 +39,9 @@ const (
 	// awaitingShardGrace is how long after the operator starts a Website
 	// waits silently for the first shard plan.
 	awaitingShardGrace = 30 * time.Second
+	// shardHandoffDelay is how long after a move its schedulers hand a
+	// Website over: longer than one's watch can lag the other's.
+	shardHandoffDelay = 2 * time.Second
 )
 
 // Event reasons of the WebsiteReconciler.
@@ -138,6 +141,18 @@ func (r *WebsiteReconciler) ensureShardLabel(ctx context.Context, ws *monitoring
 	previous, had := ws.Labels[monitoringv1alpha1.ShardLabel]
 	if previous == value {
 		return nil
+	}
+	if had {
+		// The two schedulers see the move moments apart, and the old one
+		// sees it as a deletion of what it knew: it is told first, on its
+		// own watch, when to hand the Website over. It publishes the ticks
+		// due before then, the new one those due from then on.
+		patch := client.MergeFrom(ws.DeepCopy())
+		metav1.SetMetaDataAnnotation(&ws.ObjectMeta, monitoringv1alpha1.ShardHandoffAnnotation,
+			value+"@"+r.Clock.Now().Add(shardHandoffDelay).UTC().Format(time.RFC3339Nano))
+		if err := r.Patch(ctx, ws, patch); err != nil {
+			return fmt.Errorf("announcing the move to shard %d: %w", shard, err)
+		}
 	}
 	patch := client.MergeFrom(ws.DeepCopy())
 	if ws.Labels == nil {

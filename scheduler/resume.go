@@ -12,84 +12,112 @@ import (
 	"github.com/webmon-dev/webmon/internal/task"
 )
 
-// resumePoints finds, for each partition of the topic, the scheduledAt of
-// the newest regular task this shard published since `since`: the point up
-// to which a previous leader is known to have published that partition's
-// ticks. A leader publishes in due order and the idempotent producer keeps
-// that order within a partition, so every tick due before it landed too.
+// resumeFrom is where a new leader takes over, read from the topic: the
+// scheduledAt of the newest regular task of each of its Websites, and of
+// its Websites on each partition, published since the catch-up window
+// began.
+type resumeFrom struct {
+	websites   map[types.UID]time.Time
+	partitions map[int32]time.Time
+}
+
+// after is the point up to which uid's ticks are known to be published, or
+// false if nothing of ours was published lately on its partition.
 //
-// ours tells this shard's Websites from the rest. A partition with no task
-// of ours since `since` is missing from the answer.
-func resumePoints(ctx context.Context, client sarama.Client, topic string, since time.Time, ours func(types.UID) bool) (map[int32]time.Time, error) {
+// A Website's own newest task comes first: all of a Website's tasks go to
+// one partition, published in due order (the idempotent producer keeps
+// that order), so every tick of it due before its newest landed too,
+// whoever published them: the previous leader of this shard, or that of
+// the shard the Website moved from, which stopped publishing it when it
+// moved, sooner than it stopped the partition's other Websites. Without a
+// task of its own (a long interval), the partition's newest of ours is the
+// point: a previous leader published the partition in due order.
+func (r resumeFrom) after(uid types.UID, partition int32) (time.Time, bool) {
+	if t, ok := r.websites[uid]; ok {
+		return t, true
+	}
+	t, ok := r.partitions[partition]
+	return t, ok
+}
+
+// resumePoints reads, from every partition of the topic, the regular tasks
+// of this shard published since `since`. ours tells this shard's Websites
+// from the rest.
+func resumePoints(ctx context.Context, client sarama.Client, topic string, since time.Time, ours func(types.UID) bool) (resumeFrom, error) {
 	partitions, err := client.Partitions(topic)
 	if err != nil {
-		return nil, fmt.Errorf("listing the partitions of %s: %w", topic, err)
+		return resumeFrom{}, fmt.Errorf("listing the partitions of %s: %w", topic, err)
 	}
 	consumer, err := sarama.NewConsumerFromClient(client)
 	if err != nil {
-		return nil, err
+		return resumeFrom{}, err
 	}
 	defer func() { _ = consumer.Close() }()
 
-	points := make([]time.Time, len(partitions))
+	newest := make([]map[types.UID]time.Time, len(partitions))
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
 	for i, partition := range partitions {
 		g.Go(func() error {
-			t, err := newestOurs(ctx, client, consumer, topic, partition, since, ours)
-			points[i] = t
+			var err error
+			newest[i], err = newestOurs(ctx, client, consumer, topic, partition, since, ours)
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, err
+		return resumeFrom{}, err
 	}
-	found := map[int32]time.Time{}
-	for i, t := range points {
-		if !t.IsZero() {
-			found[partitions[i]] = t
+	r := resumeFrom{websites: map[types.UID]time.Time{}, partitions: map[int32]time.Time{}}
+	for i, websites := range newest {
+		for uid, t := range websites {
+			r.websites[uid] = t
+			if t.After(r.partitions[partitions[i]]) {
+				r.partitions[partitions[i]] = t
+			}
 		}
 	}
-	return found, nil
+	return r, nil
 }
 
 // newestOurs reads one partition from the first message stamped at or after
-// since to its end, and returns the newest scheduledAt of our regular tasks.
+// since to its end, and returns the newest scheduledAt of each of our
+// Websites' regular tasks.
 func newestOurs(ctx context.Context, client sarama.Client, consumer sarama.Consumer, topic string, partition int32,
-	since time.Time, ours func(types.UID) bool) (time.Time, error) {
+	since time.Time, ours func(types.UID) bool) (map[types.UID]time.Time, error) {
 	from, err := client.GetOffset(topic, partition, since.UnixMilli())
 	if err != nil {
-		return time.Time{}, fmt.Errorf("finding the offset of %s/%d at %s: %w", topic, partition, since, err)
+		return nil, fmt.Errorf("finding the offset of %s/%d at %s: %w", topic, partition, since, err)
 	}
 	end, err := client.GetOffset(topic, partition, sarama.OffsetNewest)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("finding the end of %s/%d: %w", topic, partition, err)
+		return nil, fmt.Errorf("finding the end of %s/%d: %w", topic, partition, err)
 	}
 	if from < 0 || from >= end {
-		return time.Time{}, nil
+		return nil, nil
 	}
 	pc, err := consumer.ConsumePartition(topic, partition, from)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("reading %s/%d: %w", topic, partition, err)
+		return nil, fmt.Errorf("reading %s/%d: %w", topic, partition, err)
 	}
 	defer func() { _ = pc.Close() }()
 
-	var newest time.Time
+	newest := map[types.UID]time.Time{}
 	var t task.Task
 	for {
 		select {
 		case msg := <-pc.Messages():
-			if ours(types.UID(msg.Key)) && task.Unmarshal(msg.Value, &t) == nil &&
-				t.Trigger == task.TriggerSchedule && t.ScheduledAt.After(newest) {
-				newest = t.ScheduledAt
+			uid := types.UID(msg.Key)
+			if ours(uid) && task.Unmarshal(msg.Value, &t) == nil &&
+				t.Trigger == task.TriggerSchedule && t.ScheduledAt.After(newest[uid]) {
+				newest[uid] = t.ScheduledAt
 			}
 			if msg.Offset >= end-1 {
 				return newest, nil
 			}
 		case err := <-pc.Errors():
-			return time.Time{}, fmt.Errorf("reading %s/%d: %w", topic, partition, err)
+			return nil, fmt.Errorf("reading %s/%d: %w", topic, partition, err)
 		case <-ctx.Done():
-			return time.Time{}, ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
 }

@@ -24,8 +24,16 @@ type site struct {
 	urls []string
 	// key is the Kafka key, made once: the Website's UID.
 	key sarama.Encoder
+	// handoff is when the Website moved to this shard (Unix nanoseconds;
+	// zero if it did not): the previous shard publishes its ticks due
+	// before then.
+	handoff int64
 
 	retired bool // guarded by Schedule.mu
+	// leaving is when the Website is to move to another shard, as
+	// announced; until, once it has left, is when its ticks become the
+	// other shard's. Both Unix nanoseconds, guarded by Schedule.mu.
+	leaving, until int64
 }
 
 func newSite(ws *monitoringv1alpha1.Website) *site {
@@ -33,7 +41,7 @@ func newSite(ws *monitoringv1alpha1.Website) *site {
 	for i, u := range ws.Spec.URLs {
 		urls[i] = string(u)
 	}
-	return &site{
+	st := &site{
 		uid:        ws.UID,
 		generation: ws.Generation,
 		interval:   ws.Spec.Interval.Duration,
@@ -41,6 +49,18 @@ func newSite(ws *monitoringv1alpha1.Website) *site {
 		urls:       urls,
 		key:        sarama.StringEncoder(ws.UID),
 	}
+	if at, incoming, ok := handoffOf(ws); ok && incoming {
+		st.handoff = at.UnixNano()
+	}
+	return st
+}
+
+// handoffOf reads the operator's handoff annotation: when the Website
+// moves between shards, and whether it moves to the shard it is labelled
+// for (it came here) or away from it (it is about to leave).
+func handoffOf(ws *monitoringv1alpha1.Website) (at time.Time, incoming, ok bool) {
+	to, at, ok := ws.ShardHandoff()
+	return at, to == ws.Labels[monitoringv1alpha1.ShardLabel], ok
 }
 
 // entry is one URL's next tick. 24 bytes: a million URLs cost 24 MB of heap
@@ -103,6 +123,10 @@ func (s *Schedule) Set(ws *monitoringv1alpha1.Website, now time.Time) {
 		cur = newSite(ws)
 		s.replace(old, cur, now)
 	}
+	cur.leaving = 0
+	if at, incoming, ok := handoffOf(ws); ok && !incoming {
+		cur.leaving = at.UnixNano()
+	}
 	token := ws.Annotations[monitoringv1alpha1.CheckNowAnnotation]
 	seen, seenBefore := s.checkNowSeen[ws.UID]
 	s.checkNowSeen[ws.UID] = token
@@ -138,9 +162,39 @@ func (s *Schedule) replace(old, cur *site, now time.Time) {
 	}
 	s.sites[cur.uid] = cur
 	s.urls += len(cur.urls)
-	if s.started {
-		s.push(cur, now)
+	if !s.started {
+		return
 	}
+	after := now
+	// A Website that just moved here from another shard: its ticks from
+	// the handoff on are ours, even those already due (they go out late,
+	// or are counted skipped).
+	if old == nil && cur.handoff > now.Add(-cur.interval).UnixNano() {
+		after = time.Unix(0, cur.handoff-1)
+	}
+	s.push(cur, after)
+}
+
+// Depart removes a Website that left the shard's informer: deleted, or
+// moved to another shard. One whose move was announced is handed over at
+// the announced time: its ticks due before it are still published here,
+// those due from then on by the other shard. A replica that does not
+// lead, or a time already past, drops it at once.
+func (s *Schedule) Depart(uid types.UID, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, ok := s.sites[uid]
+	if !ok {
+		return
+	}
+	delete(s.checkNowSeen, uid)
+	if !s.started || old.leaving <= now.UnixNano() {
+		s.replace(old, nil, time.Time{})
+		return
+	}
+	old.until = old.leaving
+	s.urls -= len(old.urls)
+	delete(s.sites, uid)
 }
 
 // push queues each URL of st at its first due time after `after`, and
@@ -153,15 +207,22 @@ func (s *Schedule) push(st *site, after time.Time) {
 	s.signal()
 }
 
-// Start builds the queue for a new leader: each URL's first tick is the
-// first one due after resumeAfter(uid), which is how far the previous
-// leader is known to have published the Website's ticks.
-func (s *Schedule) Start(resumeAfter func(uid types.UID) time.Time) {
+// Start builds the queue for a new leader, taking over at now: each URL's
+// first tick is the first one due after resumeAfter(uid), which is how far
+// the previous leader is known to have published the Website's ticks.
+func (s *Schedule) Start(now time.Time, resumeAfter func(uid types.UID) time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	entries := make([]entry, 0, s.urls)
 	for _, st := range s.sites {
 		after := resumeAfter(st.uid)
+		if st.handoff > now.UnixNano() {
+			// Moved here, and the previous shard still publishes it until
+			// the handoff. A handoff already past says nothing: what the
+			// previous shard published is in resumeAfter, and the ticks it
+			// did not (it stopped early) are ours.
+			after = time.Unix(0, st.handoff-1)
+		}
 		for i, u := range st.urls {
 			due := NextRun(Phase(st.uid, u, st.interval), st.interval, after).UnixNano()
 			entries = append(entries, entry{due: due, site: st, url: int32(i)})
@@ -223,11 +284,16 @@ func (s *Schedule) Due(now time.Time, limit int, buf []tick) (ticks []tick, next
 		if !ok {
 			break
 		}
-		if e.site.retired {
+		until := e.site.until
+		if e.site.retired || (until != 0 && e.due >= until) {
 			continue
 		}
 		interval := int64(e.site.interval)
 		if behind := (nowNanos - e.due) / interval; behind > 0 {
+			if until != 0 {
+				// The ticks due from the handoff on are the other shard's.
+				behind = min(behind, (until-1-e.due)/interval)
+			}
 			skipped += int(behind)
 			e.due += behind * interval
 		}

@@ -43,7 +43,7 @@ func drain(s *Schedule, from, to time.Time, step time.Duration) []tick {
 }
 
 func startNow(s *Schedule, now time.Time) {
-	s.Start(func(types.UID) time.Time { return now })
+	s.Start(now, func(types.UID) time.Time { return now })
 }
 
 // TestScheduleSpreadsLoad drives the schedule with an injected clock,
@@ -214,7 +214,7 @@ func TestScheduleResumesWhereThePreviousLeaderStopped(t *testing.T) {
 	takeover := epoch.Add(time.Minute)
 	// The previous leader published a's ticks up to 25s before the
 	// takeover; nothing is known of b.
-	s.Start(func(uid types.UID) time.Time {
+	s.Start(takeover, func(uid types.UID) time.Time {
 		if uid == "a" {
 			return takeover.Add(-25 * time.Second)
 		}
@@ -233,5 +233,132 @@ func TestScheduleResumesWhereThePreviousLeaderStopped(t *testing.T) {
 	// deadline.
 	if a != 1 || skipped < 1 || skipped > 2 {
 		t.Errorf("a missed 25s of 10s ticks: %d caught up and %d skipped, want 1 and the rest (1 or 2)", a, skipped)
+	}
+}
+
+// TestScheduleHandsOverAMovedWebsite moves a Website from one leading
+// schedule to another as the operator does: it announces the move and its
+// handoff time on the old shard's Website, then relabels it. Each schedule
+// sees the relabelling at its own moment, in either order, or only after
+// the handoff: together they hand out every tick exactly once, and count
+// none skipped; but for an old shard that learns of the move only after
+// the handoff, whose ticks since are handed out twice (stored once), never
+// lost. A move announced but not made leaves every tick to the old shard.
+func TestScheduleHandsOverAMovedWebsite(t *testing.T) {
+	const interval = 5 * time.Second
+	urls := make([]string, 20)
+	for i := range urls {
+		urls[i] = fmt.Sprintf("https://a.example/%d", i)
+	}
+	handoff := epoch.Add(30 * time.Second)
+	never := time.Hour
+	tests := map[string]struct {
+		// after the announcement, which is 2s before the handoff
+		oldSees, newSees time.Duration
+	}{
+		"the old shard first":             {oldSees: 100 * time.Millisecond, newSees: 900 * time.Millisecond},
+		"the new shard first":             {oldSees: 1500 * time.Millisecond, newSees: 200 * time.Millisecond},
+		"the new shard after the handoff": {oldSees: 300 * time.Millisecond, newSees: 3500 * time.Millisecond},
+		"the old shard after the handoff": {oldSees: 2500 * time.Millisecond, newSees: 300 * time.Millisecond},
+		"announced, never moved":          {oldSees: never, newSees: never},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			ws := website("a", 1, interval, urls...)
+			ws.Labels = map[string]string{monitoringv1alpha1.ShardLabel: "0"}
+			from, to := NewSchedule(), NewSchedule()
+			from.Set(ws, epoch)
+			startNow(from, epoch)
+			startNow(to, epoch)
+			announce := handoff.Add(-2 * time.Second)
+			announced := ws.DeepCopy()
+			announced.Annotations = map[string]string{monitoringv1alpha1.ShardHandoffAnnotation: "1@" + handoff.Format(time.RFC3339Nano)}
+			moved := announced.DeepCopy()
+			moved.Labels[monitoringv1alpha1.ShardLabel] = "1"
+
+			const step = 50 * time.Millisecond
+			count := map[string]int{}
+			skipped := 0
+			end := epoch.Add(time.Minute)
+			for now := epoch; now.Before(end); now = now.Add(step) {
+				switch {
+				case now.Equal(announce):
+					from.Set(announced, now)
+				case now.Equal(announce.Add(tc.oldSees)):
+					from.Depart("a", now)
+				}
+				if now.Equal(announce.Add(tc.newSees)) {
+					to.Set(moved, now)
+				}
+				for _, s := range []*Schedule{from, to} {
+					ticks, _, n := s.Due(now, batchSize, nil)
+					skipped += n
+					for _, tk := range ticks {
+						count[fmt.Sprintf("%s@%s", tk.site.urls[tk.url], tk.due.Format(time.StampMilli))]++
+					}
+				}
+			}
+			for _, u := range urls {
+				phase := Phase("a", u, interval)
+				for due := NextRun(phase, interval, epoch); due.Before(end.Add(-step)); due = due.Add(interval) {
+					n := count[fmt.Sprintf("%s@%s", u, due.Format(time.StampMilli))]
+					late := !due.Before(handoff) && due.Before(announce.Add(tc.oldSees))
+					if n != 1 && (!late || n != 2) {
+						t.Errorf("%s due %s handed out %d times, want once", u, due.Format(time.StampMilli), n)
+					}
+				}
+			}
+			if skipped != 0 {
+				t.Errorf("%d ticks counted skipped, want none", skipped)
+			}
+			if sites, _ := from.Size(); (sites == 0) == (tc.oldSees == never) {
+				t.Errorf("the old shard has %d Websites", sites)
+			}
+		})
+	}
+}
+
+// TestScheduleStartWaitsOnlyForAHandoffAhead starts a leader of the shard a
+// Website moved to. With the handoff still ahead, the previous shard is
+// publishing until then: the new leader's first tick of each URL is due
+// from the handoff on. With the handoff past, the previous shard stopped
+// (perhaps before the handoff: its scheduler was drained and deleted), and
+// only what it published counts: the ticks since are the new leader's.
+func TestScheduleStartWaitsOnlyForAHandoffAhead(t *testing.T) {
+	const interval = 10 * time.Second
+	urls := make([]string, 50)
+	for i := range urls {
+		urls[i] = fmt.Sprintf("https://a.example/%d", i)
+	}
+	takeover := epoch.Add(time.Minute)
+	lastPublished := takeover.Add(-8 * time.Second)
+	for name, handoff := range map[string]time.Time{
+		"handoff ahead": takeover.Add(3 * time.Second),
+		"handoff past":  takeover.Add(-6 * time.Second),
+	} {
+		t.Run(name, func(t *testing.T) {
+			ws := website("a", 1, interval, urls...)
+			ws.Labels = map[string]string{monitoringv1alpha1.ShardLabel: "1"}
+			ws.Annotations = map[string]string{monitoringv1alpha1.ShardHandoffAnnotation: "1@" + handoff.Format(time.RFC3339Nano)}
+			s := NewSchedule()
+			s.Set(ws, epoch)
+			s.Start(takeover, func(types.UID) time.Time { return lastPublished })
+			first := map[int32]time.Time{}
+			for _, tk := range drain(s, takeover, takeover.Add(2*interval), 100*time.Millisecond) {
+				if _, ok := first[tk.url]; !ok {
+					first[tk.url] = tk.due
+				}
+			}
+			from := lastPublished
+			if handoff.After(takeover) {
+				from = handoff
+			}
+			for i, u := range urls {
+				want := NextRun(Phase("a", u, interval), interval, from.Add(-time.Nanosecond))
+				if got, ok := first[int32(i)]; !ok || !got.Equal(want) {
+					t.Errorf("%s: first tick due %s, want %s", u, got.Format(time.StampMilli), want.Format(time.StampMilli))
+				}
+			}
+		})
 	}
 }

@@ -104,7 +104,8 @@ func (s *Scheduler) EventHandler() toolscache.ResourceEventHandler {
 				obj = tomb.Obj
 			}
 			if ws, ok := obj.(*monitoringv1alpha1.Website); ok {
-				s.schedule.Delete(ws.UID)
+				// Deleted, or relabelled for another shard.
+				s.schedule.Depart(ws.UID, s.opts.Clock.Now())
 				s.updateGauges()
 			}
 		},
@@ -156,20 +157,20 @@ func (s *Scheduler) lead(ctx context.Context, kc sarama.Client) error {
 			return err
 		}
 		resumeAfter = func(uid types.UID) time.Time {
-			if t, ok := points[partitionOf(uid)]; ok {
+			if t, ok := points.after(uid, partitionOf(uid)); ok {
 				return t
 			}
 			// Nothing of ours on that partition lately: a first start, or a
 			// gap too old to catch up on.
 			return takeover
 		}
-		s.log.Info("resuming after the previous leader", "partitionsWithTasks", len(points))
+		s.log.Info("resuming after the previous leader", "partitionsWithTasks", len(points.partitions), "websitesWithTasks", len(points.websites))
 	}
 	producer, err := sarama.NewAsyncProducerFromClient(kc)
 	if err != nil {
 		return fmt.Errorf("creating the Kafka producer: %w", err)
 	}
-	s.schedule.Start(resumeAfter)
+	s.schedule.Start(s.opts.Clock.Now(), resumeAfter)
 	defer s.schedule.Stop()
 	p := (&publisher{
 		schedule:     s.schedule,
@@ -248,7 +249,8 @@ func CacheByObject(shard int32) map[client.Object]cache.ByObject {
 }
 
 // trimWebsite drops managed fields, status and every annotation but
-// check-now (kubectl's last-applied copy of the spec among them).
+// check-now and the shard handoff (kubectl's last-applied copy of the spec
+// among them).
 func trimWebsite(obj any) (any, error) {
 	ws, ok := obj.(*monitoringv1alpha1.Website)
 	if !ok {
@@ -256,10 +258,15 @@ func trimWebsite(obj any) (any, error) {
 	}
 	ws.ManagedFields = nil
 	ws.Status = monitoringv1alpha1.WebsiteStatus{}
-	if token, ok := ws.Annotations[monitoringv1alpha1.CheckNowAnnotation]; ok {
-		ws.Annotations = map[string]string{monitoringv1alpha1.CheckNowAnnotation: token}
-	} else {
-		ws.Annotations = nil
+	var kept map[string]string
+	for _, name := range []string{monitoringv1alpha1.CheckNowAnnotation, monitoringv1alpha1.ShardHandoffAnnotation} {
+		if v, ok := ws.Annotations[name]; ok {
+			if kept == nil {
+				kept = map[string]string{}
+			}
+			kept[name] = v
+		}
 	}
+	ws.Annotations = kept
 	return ws, nil
 }

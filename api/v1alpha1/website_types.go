@@ -12,6 +12,13 @@ const (
 	// CheckNowAnnotation asks for an immediate check of every URL of a
 	// Website: each new value triggers one round of checks.
 	CheckNowAnnotation = "monitoring.webmon.dev/check-now"
+
+	// ShardHandoffAnnotation is set by the operator just before it moves a
+	// Website to another shard, as "SHARD@TIME" (TIME in RFC 3339): the
+	// old shard's scheduler goes on publishing the Website's ticks due
+	// before TIME, the new shard's publishes those due from TIME on, so
+	// that no tick is published by both or by neither.
+	ShardHandoffAnnotation = "monitoring.webmon.dev/shard-handoff"
 )
 
 // WebsiteSpec is what to check, how, and how often.

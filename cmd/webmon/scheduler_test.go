@@ -59,8 +59,11 @@ func newSchedulerBed(t *testing.T) *schedulerBed {
 
 // args are the scheduler's flags for shard 0 of 2, with a leader election
 // short enough for a test.
-func (b *schedulerBed) args() []string {
-	return []string{"scheduler", "--shard=0", "--shards=2", "--namespace=webmon-system",
+func (b *schedulerBed) args() []string { return b.shardArgs(0) }
+
+// shardArgs are args for another shard of the 2.
+func (b *schedulerBed) shardArgs(shard int) []string {
+	return []string{"scheduler", fmt.Sprintf("--shard=%d", shard), "--shards=2", "--namespace=webmon-system",
 		"--kafka-brokers=" + b.brokers, "--kafka-topic=" + testTopic,
 		"--kafka-topic-partitions=4",
 		"--metrics-bind-address=0", "--health-probe-bind-address=0",
@@ -210,11 +213,15 @@ func checkTicks(t *testing.T, got []published, ws *monitoringv1alpha1.Website, f
 // leaseAcquired waits for the shard's Lease to have a holder, and returns
 // when it was acquired.
 func (b *schedulerBed) leaseAcquired(since time.Time) time.Time {
+	return b.shardLeaseAcquired(0, since)
+}
+
+func (b *schedulerBed) shardLeaseAcquired(shard int, since time.Time) time.Time {
 	b.t.Helper()
 	var acquired time.Time
 	err := wait.PollUntilContextTimeout(b.t.Context(), 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		var lease coordinationv1.Lease
-		if err := b.c.Get(ctx, types.NamespacedName{Namespace: "webmon-system", Name: "webmon-scheduler-0"}, &lease); err != nil {
+		if err := b.c.Get(ctx, types.NamespacedName{Namespace: "webmon-system", Name: fmt.Sprintf("webmon-scheduler-%d", shard)}, &lease); err != nil {
 			return false, nil
 		}
 		if lease.Spec.AcquireTime == nil || lease.Spec.AcquireTime.Time.Before(since.Truncate(time.Second)) {
@@ -420,4 +427,92 @@ func waitForLeader(t *testing.T, replicas []*replica) int {
 		t.Fatal("no replica leads")
 	}
 	return leader
+}
+
+// TestSchedulerMovedWebsitesKeepEveryTick moves Websites from shard 0 to
+// shard 1 as a change of the shard count does. Two that share a partition
+// move a few seconds apart, labelled by hand, before shard 1's scheduler
+// starts: the new leader resumes each after its own last task, not after
+// the newest of the partition (the later-moved one's), so no tick of the
+// first falls in between. A third moves while both lead, with the
+// operator's handoff time: the old shard publishes its ticks due before
+// it, the new one the rest. Every tick of the three is published once.
+func TestSchedulerMovedWebsitesKeepEveryTick(t *testing.T) {
+	const interval = 10 * time.Second // longer than the handover takes: every missed tick is caught up
+	b := newSchedulerBed(t)
+	var sites []*monitoringv1alpha1.Website
+	for i := range 8 {
+		sites = append(sites, b.website(fmt.Sprintf("site-%d", i), 0, interval, 20))
+	}
+	// 8 Websites on 4 partitions: two of them share one.
+	byPartition := map[int32]*monitoringv1alpha1.Website{}
+	var first, second *monitoringv1alpha1.Website
+	for _, ws := range sites {
+		p, _ := sarama.NewHashPartitioner(testTopic).Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(ws.UID)}, 4)
+		if other, ok := byPartition[p]; ok {
+			first, second = other, ws
+			break
+		}
+		byPartition[p] = ws
+	}
+	if second == nil {
+		t.Fatal("no two Websites share a partition")
+	}
+
+	t.Setenv("KUBECONFIG", b.kubeconfig)
+	ctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	done := make(chan error, 2)
+	started := time.Now()
+	go func() { _, err := run(ctx, b.shardArgs(0)...); done <- err }()
+	acquired := b.shardLeaseAcquired(0, started)
+	log := readTasks(t, b.brokers)
+	time.Sleep(3 * time.Second)
+
+	var third *monitoringv1alpha1.Website
+	for _, ws := range sites {
+		if ws != first && ws != second {
+			third = ws
+			break
+		}
+	}
+	// move relabels a Website for shard 1; with a handoff, it first
+	// announces it, as the operator does.
+	move := func(ws *monitoringv1alpha1.Website, handoff time.Duration) {
+		if handoff > 0 {
+			patch := client.MergeFrom(ws.DeepCopy())
+			metav1.SetMetaDataAnnotation(&ws.ObjectMeta, monitoringv1alpha1.ShardHandoffAnnotation, "1@"+time.Now().Add(handoff).UTC().Format(time.RFC3339Nano))
+			if err := b.c.Patch(ctx, ws, patch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		patch := client.MergeFrom(ws.DeepCopy())
+		ws.Labels[monitoringv1alpha1.ShardLabel] = "1"
+		if err := b.c.Patch(ctx, ws, patch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	move(first, 0)
+	moved := time.Now()
+	time.Sleep(3 * time.Second)
+	move(second, 0)
+	time.Sleep(500 * time.Millisecond)
+	go func() { _, err := run(ctx, b.shardArgs(1)...); done <- err }()
+	takeover := b.shardLeaseAcquired(1, started)
+	time.Sleep(2 * time.Second)
+	move(third, 2*time.Second)
+	time.Sleep(time.Until(takeover.Add(2 * interval)))
+	stopped := time.Now()
+	stop()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatalf("scheduler: %v", err)
+		}
+	}
+	got := log.settle()
+	checkTicks(t, got, first, acquired, stopped)
+	checkTicks(t, got, second, acquired, stopped)
+	checkTicks(t, got, third, acquired, stopped)
+	t.Logf("%d tasks read back; %s moved 3s before %s, shard 1 took over %s after the first move",
+		len(got), first.Name, second.Name, takeover.Sub(moved).Round(100*time.Millisecond))
 }
