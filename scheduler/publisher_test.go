@@ -126,7 +126,7 @@ func newPublisherRig(t *testing.T, websites, urlsEach int, interval, maxLateness
 		}
 		r.schedule.Set(ws, epoch)
 	}
-	r.schedule.Start(epoch, func(types.UID) time.Time { return epoch })
+	r.schedule.Start(func(types.UID) time.Time { return epoch })
 	r.pub = (&publisher{
 		schedule: r.schedule, producer: r.producer, topic: "tasks", clock: r.clock, metrics: r.metrics,
 		log: testr.New(t), maxLateness: maxLateness, maxInFlight: int64(maxInFlight), catchUpUntil: epoch,

@@ -207,21 +207,21 @@ func (s *Schedule) push(st *site, after time.Time) {
 	s.signal()
 }
 
-// Start builds the queue for a new leader, taking over at now: each URL's
-// first tick is the first one due after resumeAfter(uid), which is how far
-// the previous leader is known to have published the Website's ticks.
-func (s *Schedule) Start(now time.Time, resumeAfter func(uid types.UID) time.Time) {
+// Start builds the queue for a new leader: each URL's first tick is the
+// first one due after resumeAfter(uid), which is how far the previous
+// leader is known to have published the Website's ticks.
+func (s *Schedule) Start(resumeAfter func(uid types.UID) time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	entries := make([]entry, 0, s.urls)
 	for _, st := range s.sites {
 		after := resumeAfter(st.uid)
-		if st.handoff > now.UnixNano() {
-			// Moved here, and the previous shard still publishes it until
-			// the handoff. A handoff already past says nothing: what the
-			// previous shard published is in resumeAfter, and the ticks it
-			// did not (it stopped early) are ours.
-			after = time.Unix(0, st.handoff-1)
+		if h := time.Unix(0, st.handoff-1); st.handoff != 0 && h.After(after) {
+			// Moved here: the previous shard publishes the ticks due before
+			// the handoff, even those still in flight as the topic is read
+			// (the operator keeps a drained shard's scheduler until its
+			// handoffs are past).
+			after = h
 		}
 		for i, u := range st.urls {
 			due := NextRun(Phase(st.uid, u, st.interval), st.interval, after).UnixNano()

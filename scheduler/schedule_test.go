@@ -43,7 +43,7 @@ func drain(s *Schedule, from, to time.Time, step time.Duration) []tick {
 }
 
 func startNow(s *Schedule, now time.Time) {
-	s.Start(now, func(types.UID) time.Time { return now })
+	s.Start(func(types.UID) time.Time { return now })
 }
 
 // TestScheduleSpreadsLoad drives the schedule with an injected clock,
@@ -214,7 +214,7 @@ func TestScheduleResumesWhereThePreviousLeaderStopped(t *testing.T) {
 	takeover := epoch.Add(time.Minute)
 	// The previous leader published a's ticks up to 25s before the
 	// takeover; nothing is known of b.
-	s.Start(takeover, func(uid types.UID) time.Time {
+	s.Start(func(uid types.UID) time.Time {
 		if uid == "a" {
 			return takeover.Add(-25 * time.Second)
 		}
@@ -318,43 +318,44 @@ func TestScheduleHandsOverAMovedWebsite(t *testing.T) {
 	}
 }
 
-// TestScheduleStartWaitsOnlyForAHandoffAhead starts a leader of the shard a
-// Website moved to. With the handoff still ahead, the previous shard is
-// publishing until then: the new leader's first tick of each URL is due
-// from the handoff on. With the handoff past, the previous shard stopped
-// (perhaps before the handoff: its scheduler was drained and deleted), and
-// only what it published counts: the ticks since are the new leader's.
-func TestScheduleStartWaitsOnlyForAHandoffAhead(t *testing.T) {
+// TestScheduleStartWaitsForTheHandoff starts a leader of the shard a
+// Website moved to. The previous shard publishes the Website's ticks due
+// before the handoff (the operator keeps it until then), the last of them
+// perhaps still in flight as the topic is read: whether the handoff is
+// ahead of the takeover or just past it, the new leader's first tick of
+// each URL is the first due from the handoff on, and never one the topic
+// already holds.
+func TestScheduleStartWaitsForTheHandoff(t *testing.T) {
 	const interval = 10 * time.Second
 	urls := make([]string, 50)
 	for i := range urls {
 		urls[i] = fmt.Sprintf("https://a.example/%d", i)
 	}
 	takeover := epoch.Add(time.Minute)
-	lastPublished := takeover.Add(-8 * time.Second)
-	for name, handoff := range map[string]time.Time{
-		"handoff ahead": takeover.Add(3 * time.Second),
-		"handoff past":  takeover.Add(-6 * time.Second),
+	for name, tc := range map[string]struct{ handoff, lastPublished time.Time }{
+		"handoff ahead":                      {handoff: takeover.Add(3 * time.Second), lastPublished: takeover.Add(-8 * time.Second)},
+		"handoff past, its last tick unread": {handoff: takeover.Add(-time.Second), lastPublished: takeover.Add(-8 * time.Second)},
+		"published beyond the handoff":       {handoff: takeover.Add(-30 * time.Second), lastPublished: takeover.Add(-2 * time.Second)},
 	} {
 		t.Run(name, func(t *testing.T) {
 			ws := website("a", 1, interval, urls...)
 			ws.Labels = map[string]string{monitoringv1alpha1.ShardLabel: "1"}
-			ws.Annotations = map[string]string{monitoringv1alpha1.ShardHandoffAnnotation: "1@" + handoff.Format(time.RFC3339Nano)}
+			ws.Annotations = map[string]string{monitoringv1alpha1.ShardHandoffAnnotation: "1@" + tc.handoff.Format(time.RFC3339Nano)}
 			s := NewSchedule()
 			s.Set(ws, epoch)
-			s.Start(takeover, func(types.UID) time.Time { return lastPublished })
+			s.Start(func(types.UID) time.Time { return tc.lastPublished })
 			first := map[int32]time.Time{}
 			for _, tk := range drain(s, takeover, takeover.Add(2*interval), 100*time.Millisecond) {
 				if _, ok := first[tk.url]; !ok {
 					first[tk.url] = tk.due
 				}
 			}
-			from := lastPublished
-			if handoff.After(takeover) {
-				from = handoff
+			after := tc.lastPublished
+			if h := tc.handoff.Add(-time.Nanosecond); h.After(after) {
+				after = h
 			}
 			for i, u := range urls {
-				want := NextRun(Phase("a", u, interval), interval, from.Add(-time.Nanosecond))
+				want := NextRun(Phase("a", u, interval), interval, after)
 				if got, ok := first[int32(i)]; !ok || !got.Equal(want) {
 					t.Errorf("%s: first tick due %s, want %s", u, got.Format(time.StampMilli), want.Format(time.StampMilli))
 				}

@@ -170,7 +170,7 @@ func (s *Scheduler) lead(ctx context.Context, kc sarama.Client) error {
 	if err != nil {
 		return fmt.Errorf("creating the Kafka producer: %w", err)
 	}
-	s.schedule.Start(s.opts.Clock.Now(), resumeAfter)
+	s.schedule.Start(resumeAfter)
 	defer s.schedule.Stop()
 	p := (&publisher{
 		schedule:     s.schedule,

@@ -111,7 +111,7 @@ func TestSchedulerThroughput(t *testing.T) {
 	for _, ws := range sites {
 		schedule.Set(ws, now)
 	}
-	schedule.Start(now, func(types.UID) time.Time { return now })
+	schedule.Start(func(types.UID) time.Time { return now })
 	bytesPerURL := float64(heapInUse()-before) / float64(urls)
 	schedule.Stop()
 	runtime.KeepAlive(sites)
@@ -347,7 +347,7 @@ func BenchmarkPublish(b *testing.B) {
 		ws.Spec.Interval = metav1.Duration{Duration: time.Second}
 		s.Set(ws, start)
 	}
-	s.Start(start, func(types.UID) time.Time { return start })
+	s.Start(func(types.UID) time.Time { return start })
 	producer := newFakeProducer()
 	m := metrics.NewScheduler(prometheus.NewRegistry())
 	p := (&publisher{schedule: s, producer: producer, topic: "tasks", clock: clock.RealClock{}, metrics: m,
