@@ -68,6 +68,11 @@ test: manifests generate fmt vet controlplane-tools ## Run unit, envtest and int
 test-e2e: controlplane-tools ## Run the end-to-end tests: the whole system, installed by its chart, on a full local control plane (about 3 minutes).
 	env $(TESTBED_ENV) hack/with-postgres.sh go test $(TEST_FLAGS) -v ./test/e2e/...
 
+.PHONY: test-reliability
+test-reliability: controlplane-tools ## Break each part of the system under load (checker, scheduler leader, broker, PostgreSQL, apiserver, operator); figures as key=value lines (docs/reliability.md). OUTAGE=30s sets the outages.
+	env $(TESTBED_ENV) go test $(TEST_FLAGS) -v ./test/reliability/ $(if $(OUTAGE),-args -reliability.outage=$(OUTAGE)) \
+		| tee /dev/stderr | sed -n 's/^ *[a-z_]*_test.go:[0-9]*: \([a-z0-9_]*=.*\)$$/\1/p'
+
 FUZZTIME ?= 20s
 .PHONY: fuzz
 fuzz: ## Fuzz the task decoder and the plugin configuration for FUZZTIME each (20s by default); a failing input lands in testdata/fuzz and is a test from then on.

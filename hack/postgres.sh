@@ -4,6 +4,7 @@
 #
 #   hack/postgres.sh install      install Debian's postgresql if it is missing
 #   hack/postgres.sh start DIR    start a cluster in DIR (made if missing); prints its DSN
+#   hack/postgres.sh halt DIR     stop it, keeping DIR: a start brings it back on its port
 #   hack/postgres.sh stop DIR     stop it and remove DIR
 #
 # Tuned for throwaway use: fsync and synchronous commit are off.
@@ -58,8 +59,13 @@ start() {
   fi
   local port attempt
   for attempt in 1 2 3 4 5; do
-    port=$((20000 + RANDOM % 20000))
-    port_in_use "$port" && continue
+    if [ -f "$dir/port" ]; then
+      # A halted cluster comes back where its clients look for it.
+      port=$(cat "$dir/port")
+    else
+      port=$((20000 + RANDOM % 20000))
+      port_in_use "$port" && continue
+    fi
     if as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 start -o \
       "-p $port -c listen_addresses=127.0.0.1 -k '$dir' -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off $tls_opts" >/dev/null; then
       echo "$port" >"$dir/port"
@@ -68,6 +74,15 @@ start() {
     fi
   done
   die "PostgreSQL did not start in $dir: $(tail -n 5 "$dir/server.log" 2>/dev/null)"
+}
+
+# halt stops the server as an outage would (fast: sessions are cut), and
+# keeps its data and port for the next start.
+halt() {
+  local dir=${1:?usage: postgres.sh halt DIR}
+  local bin; bin=$(pg_bindir) || die "no PostgreSQL binaries"
+  [ -f "$dir/data/postmaster.pid" ] || return 0
+  as_pg "$bin/pg_ctl" -D "$dir/data" -m fast -w -t 30 stop >/dev/null
 }
 
 stop() {
@@ -89,6 +104,7 @@ stop() {
 case "${1:-}" in
   install) install ;;
   start) start "${2:-}" ;;
+  halt) halt "${2:-}" ;;
   stop) stop "${2:-}" ;;
-  *) die "usage: $0 install | start DIR | stop DIR" ;;
+  *) die "usage: $0 install | start DIR | halt DIR | stop DIR" ;;
 esac

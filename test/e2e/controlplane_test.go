@@ -19,6 +19,7 @@ import (
 
 	"github.com/webmon-dev/webmon/test/testbed"
 	"github.com/webmon-dev/webmon/test/testbed/controlplane"
+	sys "github.com/webmon-dev/webmon/test/testbed/system"
 )
 
 // TestLocalControlPlane brings up the whole local control plane, checks that
@@ -26,7 +27,7 @@ import (
 // can install webmon's CRD, then tears it down and checks nothing is left.
 func TestLocalControlPlane(t *testing.T) {
 	ctx := t.Context()
-	cp, err := controlplane.Start(ctx, controlplane.Options{Dir: t.TempDir(), Log: testWriter{t}})
+	cp, err := controlplane.Start(ctx, controlplane.Options{Dir: t.TempDir(), Log: sys.LogWriter{T: t}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,11 +158,4 @@ func podSummary(pods *corev1.PodList) string {
 		b.WriteString(p.Name + "=" + string(p.Status.Phase) + "@" + p.Spec.NodeName + " ")
 	}
 	return b.String()
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }

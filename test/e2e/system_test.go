@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	monitoringv1alpha1 "github.com/webmon-dev/webmon/api/v1alpha1"
+	sys "github.com/webmon-dev/webmon/test/testbed/system"
 )
 
 // TestSystem installs webmon with its Helm chart on the local control
@@ -36,8 +37,8 @@ func TestSystem(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the whole system takes minutes")
 	}
-	s := startSystem(t)
-	s.install()
+	s := &system{System: sys.Start(t, sys.Options{Name: "e2e"}), deleted: map[string]bool{}}
+	s.Install()
 	steps := []struct {
 		name string
 		run  func(*system)
@@ -62,13 +63,6 @@ func TestSystem(t *testing.T) {
 	}
 }
 
-// on is the system as seen by a subtest.
-func (s *system) on(t *testing.T) *system {
-	c := *s
-	c.t = t
-	return &c
-}
-
 // loadSites spread the checks over the partitions: a task's key is its
 // Website's UID.
 var loadSites = []string{"load-0", "load-1", "load-2", "load-3", "load-4", "load-5"}
@@ -80,33 +74,33 @@ func loadPaths(name string) []string { return []string{"/" + name + "/a", "/" + 
 
 // allURLs are the URLs checked at the test's interval.
 func (s *system) allURLs() []string {
-	urls := []string{s.sites.healthy.URL + "/", s.sites.broken.URL + "/"}
+	urls := []string{s.Sites.Healthy.URL + "/", s.Sites.Broken.URL + "/"}
 	for _, name := range loadSites {
 		if s.deleted[name] {
 			continue
 		}
 		for _, p := range loadPaths(name) {
-			urls = append(urls, s.sites.healthy.URL+p)
+			urls = append(urls, s.Sites.Healthy.URL+p)
 		}
 	}
 	return urls
 }
 
 func testUpAndDown(s *system) {
-	ctx := s.t.Context()
-	s.eventually(time.Minute, "the scheduler of shard 0 to run", func(context.Context) (bool, error) {
-		return len(s.processes("webmon-scheduler-0-", "scheduler")) == 1, nil
+	ctx := s.T.Context()
+	s.Eventually(time.Minute, "the scheduler of shard 0 to run", func(context.Context) (bool, error) {
+		return len(s.Processes("webmon-scheduler-0-", "scheduler")) == 1, nil
 	})
 	healthy, broken := s.demoWebsite("website-healthy.yaml"), s.demoWebsite("website-broken.yaml")
 	created := time.Now()
-	s.must(s.c.Create(ctx, healthy))
-	s.must(s.c.Create(ctx, broken))
+	s.Must(s.Client.Create(ctx, healthy))
+	s.Must(s.Client.Create(ctx, broken))
 	for _, name := range loadSites {
-		s.must(s.c.Create(ctx, s.loadWebsite(name, loadPaths(name)...)))
+		s.Must(s.Client.Create(ctx, s.loadWebsite(name, loadPaths(name)...)))
 	}
 	// The broken site turns Down after failureThreshold (2) checks, the
 	// first of which falls within the first interval.
-	s.eventually(3*interval, "demo-shop Up and demo-api Down", func(ctx context.Context) (bool, error) {
+	s.Eventually(3*interval, "demo-shop Up and demo-api Down", func(ctx context.Context) (bool, error) {
 		h, err := s.website(ctx, healthy.Name)
 		if err != nil {
 			return false, err
@@ -120,16 +114,16 @@ func testUpAndDown(s *system) {
 		}
 		return h.Status.State == monitoringv1alpha1.WebsiteStateUp && b.Status.State == monitoringv1alpha1.WebsiteStateDown, nil
 	})
-	s.t.Logf("Up and Down %s after creating them", time.Since(created).Round(100*time.Millisecond))
+	s.T.Logf("Up and Down %s after creating them", time.Since(created).Round(100*time.Millisecond))
 	b, _ := s.website(ctx, broken.Name)
 	if len(b.Status.URLs) != 1 || b.Status.URLs[0].StatusCode != 503 {
-		s.t.Errorf("demo-api's URL status %+v, want status code 503", b.Status.URLs)
+		s.T.Errorf("demo-api's URL status %+v, want status code 503", b.Status.URLs)
 	}
 }
 
 func testPrinterColumns(s *system) {
 	var rows map[string]map[string]string
-	s.eventually(30*time.Second, "State, Uptime, Latency and Last Check of every Website", func(ctx context.Context) (bool, error) {
+	s.Eventually(30*time.Second, "State, Uptime, Latency and Last Check of every Website", func(ctx context.Context) (bool, error) {
 		var err error
 		if rows, err = s.websiteTable(ctx); err != nil {
 			return false, err
@@ -151,55 +145,55 @@ func testPrinterColumns(s *system) {
 	for name, cols := range want {
 		for col, v := range cols {
 			if rows[name][col] != v {
-				s.t.Errorf("kubectl get websites: %s shows %s %q, want %q", name, col, rows[name][col], v)
+				s.T.Errorf("kubectl get websites: %s shows %s %q, want %q", name, col, rows[name][col], v)
 			}
 		}
 	}
 	if lat, err := time.ParseDuration(rows["demo-shop"]["Latency"]); err != nil || lat <= 0 || lat > time.Second {
-		s.t.Errorf("demo-shop shows latency %q, want a duration under 1s", rows["demo-shop"]["Latency"])
+		s.T.Errorf("demo-shop shows latency %q, want a duration under 1s", rows["demo-shop"]["Latency"])
 	}
-	out, err := s.cp.Kubectl(s.t.Context(), "get", "websites")
-	s.must(err)
-	s.t.Logf("kubectl get websites:\n%s", out)
+	out, err := s.CP.Kubectl(s.T.Context(), "get", "websites")
+	s.Must(err)
+	s.T.Logf("kubectl get websites:\n%s", out)
 }
 
 func testCheckNow(s *system) {
-	ctx := s.t.Context()
-	url := s.sites.healthy.URL + "/"
+	ctx := s.T.Context()
+	url := s.Sites.Healthy.URL + "/"
 	const q = `SELECT count(*) FROM check_results WHERE url = $1 AND trigger = 1`
-	before := s.count(ctx, q, url)
+	before := s.Count(ctx, q, url)
 	ws, err := s.website(ctx, "demo-shop")
-	s.must(err)
+	s.Must(err)
 	patch := client.MergeFrom(ws.DeepCopy())
 	metav1.SetMetaDataAnnotation(&ws.ObjectMeta, monitoringv1alpha1.CheckNowAnnotation, time.Now().Format(time.RFC3339Nano))
 	asked := time.Now()
-	s.must(s.c.Patch(ctx, ws, patch))
+	s.Must(s.Client.Patch(ctx, ws, patch))
 	// Sooner than the next regular check could be stored: a check-now is
 	// published at once, and stored within a batch interval.
-	s.eventually(4*time.Second, "a check-now result in PostgreSQL", func(ctx context.Context) (bool, error) {
-		return s.count(ctx, q, url) > before, nil
+	s.Eventually(4*time.Second, "a check-now result in PostgreSQL", func(ctx context.Context) (bool, error) {
+		return s.Count(ctx, q, url) > before, nil
 	})
-	s.t.Logf("check-now stored %s after the annotation", time.Since(asked).Round(10*time.Millisecond))
+	s.T.Logf("check-now stored %s after the annotation", time.Since(asked).Round(10*time.Millisecond))
 }
 
 func testShards(s *system) {
-	s.upgrade("scheduler.shards=2")
+	s.Upgrade("scheduler.shards=2")
 	var d1 appsv1.Deployment
-	s.eventually(time.Minute, "shard 1's scheduler running, holding its Lease, owned by its Deployment", func(ctx context.Context) (bool, error) {
-		if err := s.c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "webmon-scheduler-1"}, &d1); err != nil {
+	s.Eventually(time.Minute, "shard 1's scheduler running, holding its Lease, owned by its Deployment", func(ctx context.Context) (bool, error) {
+		if err := s.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "webmon-scheduler-1"}, &d1); err != nil {
 			return false, err
 		}
-		procs := s.processes("webmon-scheduler-1-", "scheduler")
+		procs := s.Processes("webmon-scheduler-1-", "scheduler")
 		if len(procs) != 1 {
 			return false, fmt.Errorf("shard 1 processes: %v", procs)
 		}
 		for _, pid := range procs {
-			if !strings.Contains(cmdline(pid), "--shard=1") {
-				return false, fmt.Errorf("shard 1's process runs %q", cmdline(pid))
+			if !strings.Contains(sys.Cmdline(pid), "--shard=1") {
+				return false, fmt.Errorf("shard 1's process runs %q", sys.Cmdline(pid))
 			}
 		}
 		var lease coordinationv1.Lease
-		if err := s.c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "webmon-scheduler-1"}, &lease); err != nil {
+		if err := s.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "webmon-scheduler-1"}, &lease); err != nil {
 			return false, err
 		}
 		owner := metav1.GetControllerOf(&lease)
@@ -211,27 +205,27 @@ func testShards(s *system) {
 	// Jump hashing moves about half the Websites; with 8, none moves once
 	// in 256 runs, so the spread is shown rather than required.
 	var shards map[int32]int
-	s.eventually(time.Minute, "every Website assigned to one of 2 shards", func(ctx context.Context) (bool, error) {
+	s.Eventually(time.Minute, "every Website assigned to one of 2 shards", func(ctx context.Context) (bool, error) {
 		var err error
 		shards, err = s.websiteShards(ctx)
 		return err == nil && shards[0]+shards[1] == len(loadSites)+2, err
 	})
-	s.t.Logf("Websites by shard: %v", shards)
+	s.T.Logf("Websites by shard: %v", shards)
 
-	s.upgrade("scheduler.shards=1")
-	s.eventually(90*time.Second, "shard 1's Deployment, process and Lease gone, one process of shard 0, every Website on it", func(ctx context.Context) (bool, error) {
-		err := s.c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "webmon-scheduler-1"}, &appsv1.Deployment{})
+	s.Upgrade("scheduler.shards=1")
+	s.Eventually(90*time.Second, "shard 1's Deployment, process and Lease gone, one process of shard 0, every Website on it", func(ctx context.Context) (bool, error) {
+		err := s.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "webmon-scheduler-1"}, &appsv1.Deployment{})
 		if !apierrors.IsNotFound(err) {
 			return false, fmt.Errorf("Deployment webmon-scheduler-1: %w", err)
 		}
-		if procs := s.processes("webmon-scheduler-1-", "scheduler"); len(procs) > 0 {
+		if procs := s.Processes("webmon-scheduler-1-", "scheduler"); len(procs) > 0 {
 			return false, fmt.Errorf("shard 1 processes: %v", procs)
 		}
-		if err := s.c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "webmon-scheduler-1"}, &coordinationv1.Lease{}); !apierrors.IsNotFound(err) {
+		if err := s.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "webmon-scheduler-1"}, &coordinationv1.Lease{}); !apierrors.IsNotFound(err) {
 			return false, fmt.Errorf("Lease webmon-scheduler-1: %w", err)
 		}
 		// Shard 0's Deployment rolls out for the new count.
-		if procs := s.processes("webmon-scheduler-0-", "scheduler"); len(procs) != 1 {
+		if procs := s.Processes("webmon-scheduler-0-", "scheduler"); len(procs) != 1 {
 			return false, fmt.Errorf("shard 0 processes: %v", procs)
 		}
 		shards, err := s.websiteShards(ctx)
@@ -242,7 +236,7 @@ func testShards(s *system) {
 // websiteShards counts the Websites by the shard in their status.
 func (s *system) websiteShards(ctx context.Context) (map[int32]int, error) {
 	var list monitoringv1alpha1.WebsiteList
-	if err := s.c.List(ctx, &list, client.InNamespace("default")); err != nil {
+	if err := s.Client.List(ctx, &list, client.InNamespace("default")); err != nil {
 		return nil, err
 	}
 	shards := map[int32]int{}
@@ -261,28 +255,28 @@ func (s *system) websiteShards(ctx context.Context) (map[int32]int, error) {
 // intervals, none lost, none doubled; and the schedulers' published count
 // must match.
 func (s *system) lossWindow(what string, change func()) {
-	s.t.Helper()
-	ctx := s.t.Context()
-	schedulers := s.processes("webmon-scheduler-0-", "scheduler")
+	s.T.Helper()
+	ctx := s.T.Context()
+	schedulers := s.Processes("webmon-scheduler-0-", "scheduler")
 	if len(schedulers) != 1 {
-		s.t.Fatalf("scheduler processes %v, want 1", schedulers)
+		s.T.Fatalf("scheduler processes %v, want 1", schedulers)
 	}
 	scheduler := types.NamespacedName{Namespace: namespace, Name: slices.Collect(maps.Keys(schedulers))[0]}
 	const published = `webmon_scheduler_tasks_published_total{trigger="schedule"}`
 	// Whole intervals, from the scheduler's first count: it publishes each
 	// tick at its due time.
 	from := time.Now().Truncate(time.Second)
-	p0, err := s.metric(scheduler, published)
-	s.must(err)
+	p0, err := s.Metric(scheduler, published)
+	s.Must(err)
 	change()
 	intervals := int(time.Since(from)/interval) + 3 // a few intervals of the settled state
 	to := from.Add(time.Duration(intervals) * interval)
 	time.Sleep(time.Until(to))
-	p1, err := s.metric(scheduler, published)
-	s.must(err)
+	p1, err := s.Metric(scheduler, published)
+	s.Must(err)
 	urls := s.allURLs()
 	var counts map[string]int
-	s.eventually(30*time.Second, "the window's results stored", func(ctx context.Context) (bool, error) {
+	s.Eventually(30*time.Second, "the window's results stored", func(ctx context.Context) (bool, error) {
 		var err error
 		counts, err = s.stored(ctx, urls, from, to)
 		for _, u := range urls {
@@ -296,44 +290,44 @@ func (s *system) lossWindow(what string, change func()) {
 	for _, u := range urls {
 		total += counts[u]
 		if counts[u] != intervals {
-			s.t.Errorf("%s: %d results scheduled in the %d intervals of %s, want %d", u, counts[u], intervals, what, intervals)
+			s.T.Errorf("%s: %d results scheduled in the %d intervals of %s, want %d", u, counts[u], intervals, what, intervals)
 		}
 	}
 	// Ticks due while the metric was read fall either side: a URL apiece.
 	if diff := int(p1-p0) - total; diff < -len(urls) || diff > len(urls) {
-		s.t.Errorf("%s: the scheduler published %d tasks and %d results were stored", what, int(p1-p0), total)
+		s.T.Errorf("%s: the scheduler published %d tasks and %d results were stored", what, int(p1-p0), total)
 	}
-	missed := s.count(ctx, `SELECT count(*) FROM check_results WHERE outcome = 'missed' AND scheduled_at >= $1 AND scheduled_at < $2`, from, to)
-	s.t.Logf("%s: %d URLs x %d intervals, %d results (%d missed their deadline), %d published", what, len(urls), intervals, total, missed, int(p1-p0))
+	missed := s.Count(ctx, `SELECT count(*) FROM check_results WHERE outcome = 'missed' AND scheduled_at >= $1 AND scheduled_at < $2`, from, to)
+	s.T.Logf("%s: %d URLs x %d intervals, %d results (%d missed their deadline), %d published", what, len(urls), intervals, total, missed, int(p1-p0))
 }
 
 func testCheckerScaling(s *system) {
-	ctx := s.t.Context()
+	ctx := s.T.Context()
 	hpa := &autoscalingv2.HorizontalPodAutoscaler{}
-	s.must(s.c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: release + "-checker"}, hpa))
+	s.Must(s.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: release + "-checker"}, hpa))
 	if ptr.Deref(hpa.Spec.MinReplicas, 0) != 1 || hpa.Spec.ScaleTargetRef.Name != release+"-checker" {
-		s.t.Fatalf("HPA %s: minReplicas %v, target %s; want 1 and the checker Deployment", hpa.Name, hpa.Spec.MinReplicas, hpa.Spec.ScaleTargetRef.Name)
+		s.T.Fatalf("HPA %s: minReplicas %v, target %s; want 1 and the checker Deployment", hpa.Name, hpa.Spec.MinReplicas, hpa.Spec.ScaleTargetRef.Name)
 	}
-	before := s.processes(release+"-checker-", "checker")
+	before := s.Processes(release+"-checker-", "checker")
 	if len(before) != 1 {
-		s.t.Fatalf("checker processes %v, want 1", before)
+		s.T.Fatalf("checker processes %v, want 1", before)
 	}
 	s.lossWindow("scaling the checkers from 1 to 2", func() {
 		// As the HPA does under load: here its floor rises, and
 		// kube-controller-manager's HPA controller scales the Deployment.
-		s.upgrade("checker.autoscaling.minReplicas=2")
-		s.eventually(time.Minute, "2 checker processes, each holding partitions", func(ctx context.Context) (bool, error) {
+		s.Upgrade("checker.autoscaling.minReplicas=2")
+		s.Eventually(time.Minute, "2 checker processes, each holding partitions", func(ctx context.Context) (bool, error) {
 			var d appsv1.Deployment
-			if err := s.c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: release + "-checker"}, &d); err != nil {
+			if err := s.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: release + "-checker"}, &d); err != nil {
 				return false, err
 			}
 			if ptr.Deref(d.Spec.Replicas, 0) != 2 {
 				return false, fmt.Errorf("the checker Deployment has %d replicas", ptr.Deref(d.Spec.Replicas, 0))
 			}
-			if procs := s.processes(release+"-checker-", "checker"); len(procs) != 2 {
+			if procs := s.Processes(release+"-checker-", "checker"); len(procs) != 2 {
 				return false, fmt.Errorf("checker processes: %v", procs)
 			}
-			members, err := s.groupMembers()
+			members, err := s.GroupMembers()
 			if err != nil {
 				return false, err
 			}
@@ -344,65 +338,65 @@ func testCheckerScaling(s *system) {
 		})
 	})
 	for pod, pid := range before {
-		if s.processes(pod, "checker")[pod] != pid {
-			s.t.Errorf("the first checker %s (pid %d) did not keep running", pod, pid)
+		if s.Processes(pod, "checker")[pod] != pid {
+			s.T.Errorf("the first checker %s (pid %d) did not keep running", pod, pid)
 		}
 	}
 }
 
 func testDeleteWebsite(s *system) {
-	ctx := s.t.Context()
+	ctx := s.T.Context()
 	name := deletedSite
 	paths := loadPaths(name)
-	urls := []string{s.sites.healthy.URL + paths[0], s.sites.healthy.URL + paths[1]}
+	urls := []string{s.Sites.Healthy.URL + paths[0], s.Sites.Healthy.URL + paths[1]}
 	ws, err := s.website(ctx, name)
-	s.must(err)
-	s.must(s.c.Delete(ctx, ws))
+	s.Must(err)
+	s.Must(s.Client.Delete(ctx, ws))
 	deleted := time.Now()
 	// A check already handed to a checker may still land.
 	time.Sleep(interval + time.Second)
-	hits := s.sites.hitsOf(paths...)
-	rows := s.count(ctx, `SELECT count(*) FROM check_results WHERE url = ANY($1)`, urls)
+	hits := s.Sites.HitsOf(paths...)
+	rows := s.Count(ctx, `SELECT count(*) FROM check_results WHERE url = ANY($1)`, urls)
 	time.Sleep(3 * interval)
-	if got := s.sites.hitsOf(paths...); got != hits {
-		s.t.Errorf("%s's site had %d requests in the 3 intervals from %s after its deletion, want none", name, got-hits, time.Since(deleted).Round(time.Second)-3*interval)
+	if got := s.Sites.HitsOf(paths...); got != hits {
+		s.T.Errorf("%s's site had %d requests in the 3 intervals from %s after its deletion, want none", name, got-hits, time.Since(deleted).Round(time.Second)-3*interval)
 	}
-	if got := s.count(ctx, `SELECT count(*) FROM check_results WHERE url = ANY($1)`, urls); got != rows {
-		s.t.Errorf("%d results of %s stored more than an interval after its deletion, want none", got-rows, name)
+	if got := s.Count(ctx, `SELECT count(*) FROM check_results WHERE url = ANY($1)`, urls); got != rows {
+		s.T.Errorf("%d results of %s stored more than an interval after its deletion, want none", got-rows, name)
 	}
 	s.deleted[name] = true
 }
 
 func testRollout(s *system) {
-	before := s.processes(release+"-checker-", "checker")
+	before := s.Processes(release+"-checker-", "checker")
 	if len(before) != 2 {
-		s.t.Fatalf("checker processes %v, want 2", before)
+		s.T.Fatalf("checker processes %v, want 2", before)
 	}
 	s.lossWindow("rolling the checkers out", func() {
-		s.upgrade("checker.concurrency=64")
-		s.eventually(2*time.Minute, "2 new checker processes with --concurrency=64, the old ones gone", func(context.Context) (bool, error) {
-			procs := s.processes(release+"-checker-", "checker")
+		s.Upgrade("checker.concurrency=64")
+		s.Eventually(2*time.Minute, "2 new checker processes with --concurrency=64, the old ones gone", func(context.Context) (bool, error) {
+			procs := s.Processes(release+"-checker-", "checker")
 			if len(procs) != 2 {
 				return false, fmt.Errorf("checker processes: %v", procs)
 			}
 			for pod, pid := range procs {
-				if _, old := before[pod]; old || !strings.Contains(cmdline(pid), "--concurrency=64") {
-					return false, fmt.Errorf("%s (pid %d) runs %q", pod, pid, cmdline(pid))
+				if _, old := before[pod]; old || !strings.Contains(sys.Cmdline(pid), "--concurrency=64") {
+					return false, fmt.Errorf("%s (pid %d) runs %q", pod, pid, sys.Cmdline(pid))
 				}
 			}
-			members, err := s.groupMembers()
+			members, err := s.GroupMembers()
 			return err == nil && len(members) == 2, err
 		})
 	})
 }
 
 func testUninstall(s *system) {
-	s.helm("uninstall", release, "--wait", "--timeout", "2m")
-	s.eventually(90*time.Second, "no webmon process and no webmon object", func(ctx context.Context) (bool, error) {
-		if live := s.anyProcess(); len(live) > 0 {
+	s.Helm("uninstall", release, "--wait", "--timeout", "2m")
+	s.Eventually(90*time.Second, "no webmon process and no webmon object", func(ctx context.Context) (bool, error) {
+		if live := s.AnyProcess(); len(live) > 0 {
 			return false, fmt.Errorf("processes still running: %v", live)
 		}
-		if pods := s.run.Pods(); len(pods) > 0 {
+		if pods := s.Runner.Pods(); len(pods) > 0 {
 			return false, fmt.Errorf("the runner still has pods %v", pods)
 		}
 		left, err := s.leftovers(ctx)
@@ -428,7 +422,7 @@ func (s *system) leftovers(ctx context.Context) ([]string, error) {
 		"PodDisruptionBudget": &policyv1.PodDisruptionBudgetList{},
 	}
 	for kind, list := range lists {
-		if err := s.c.List(ctx, list, client.InNamespace(namespace)); err != nil {
+		if err := s.Client.List(ctx, list, client.InNamespace(namespace)); err != nil {
 			return nil, err
 		}
 		for _, name := range objectNames(list) {
@@ -439,7 +433,7 @@ func (s *system) leftovers(ctx context.Context) ([]string, error) {
 		}
 	}
 	for kind, list := range map[string]client.ObjectList{"ClusterRole": &rbacv1.ClusterRoleList{}, "ClusterRoleBinding": &rbacv1.ClusterRoleBindingList{}} {
-		if err := s.c.List(ctx, list, client.MatchingLabels{"app.kubernetes.io/part-of": "webmon"}); err != nil {
+		if err := s.Client.List(ctx, list, client.MatchingLabels{"app.kubernetes.io/part-of": "webmon"}); err != nil {
 			return nil, err
 		}
 		for _, name := range objectNames(list) {

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -46,6 +47,7 @@ const (
 	kubernetesSvcIP  = "10.96.0.1"
 	startTimeout     = 90 * time.Second
 	stopGrace        = 20 * time.Second
+	restartGrace     = 5 * time.Second
 	kwokNodeSelector = "kwok.x-k8s.io/node"
 )
 
@@ -149,6 +151,40 @@ func (cp *ControlPlane) Stop() error {
 	return errors.Join(errs...)
 }
 
+// Restart stops one server (etcd, kube-apiserver, kube-controller-manager,
+// kube-scheduler or kwok) as an outage would, keeps it down for `down`, and
+// starts it again with the same flags and ports; it returns once the server
+// serves again (etcd and kube-apiserver), or once it started (the others).
+// The server is asked to stop, and killed after restartGrace: the
+// apiserver waits for its clients' watches to end for as long as a minute.
+func (cp *ControlPlane) Restart(ctx context.Context, name string, down time.Duration) error {
+	i := slices.IndexFunc(cp.procs, func(p *process) bool { return p.name == name })
+	if i < 0 {
+		return fmt.Errorf("restarting %s: no such server", name)
+	}
+	cp.step("stopping %s for %s", name, down)
+	if err := cp.procs[i].stop(restartGrace); err != nil {
+		cp.step("%v", err)
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(down):
+	}
+	cp.step("starting %s again", name)
+	p, err := cp.procs[i].restarted()
+	if err != nil {
+		return fmt.Errorf("starting %s again: %w", name, err)
+	}
+	cp.procs[i] = p
+	if p.ready == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	return waitFor(ctx, p, name+" ready again", p.ready)
+}
+
 // Pids are the process ids of the running servers, by name.
 func (cp *ControlPlane) Pids() map[string]int {
 	pids := map[string]int{}
@@ -250,9 +286,8 @@ func (cp *ControlPlane) startEtcd(ctx context.Context, clientURL string, peerPor
 	if err != nil {
 		return err
 	}
-	return waitFor(ctx, p, "etcd healthy", func(ctx context.Context) (bool, error) {
-		return httpOK(ctx, clientURL+"/health")
-	})
+	p.ready = func(ctx context.Context) (bool, error) { return httpOK(ctx, clientURL+"/health") }
+	return waitFor(ctx, p, "etcd healthy", p.ready)
 }
 
 func (cp *ControlPlane) startAPIServer(ctx context.Context, f pkiFiles, etcdURL string, port int) error {
@@ -291,10 +326,11 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context, f pkiFiles, etcdURL 
 	if err != nil {
 		return err
 	}
-	return waitFor(ctx, p, "kube-apiserver ready", func(ctx context.Context) (bool, error) {
+	p.ready = func(ctx context.Context) (bool, error) {
 		body, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 		return err == nil && string(body) == "ok", nil
-	})
+	}
+	return waitFor(ctx, p, "kube-apiserver ready", p.ready)
 }
 
 func (cp *ControlPlane) startControllers(f pkiFiles, kwokPort int) error {

@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -18,6 +19,8 @@ type process struct {
 	logFile string
 	done    chan struct{}
 	err     error // set when done closes
+	// ready reports whether the server serves, if it can tell.
+	ready func(context.Context) (bool, error)
 }
 
 func startProcess(name, logDir, bin string, args ...string) (*process, error) {
@@ -26,6 +29,24 @@ func startProcess(name, logDir, bin string, args ...string) (*process, error) {
 	if err != nil {
 		return nil, err
 	}
+	return run(name, logFile, out, bin, args...)
+}
+
+// restarted starts the process again with the same command line, its log
+// carrying on in the same file.
+func (p *process) restarted() (*process, error) {
+	out, err := os.OpenFile(p.logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	np, err := run(p.name, p.logFile, out, p.cmd.Path, p.cmd.Args[1:]...)
+	if err == nil {
+		np.ready = p.ready
+	}
+	return np, err
+}
+
+func run(name, logFile string, out *os.File, bin string, args ...string) (*process, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{

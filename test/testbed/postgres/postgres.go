@@ -1,7 +1,8 @@
 // Package postgres gives tests a fresh, empty PostgreSQL database on a real
 // server: the one in $WEBMON_DATABASE_URL (as `make test` sets it through
 // hack/with-postgres.sh), or else a throwaway cluster started by
-// hack/postgres.sh for as long as the database lives.
+// hack/postgres.sh for as long as the database lives. A test that stops
+// PostgreSQL on purpose starts a Server of its own instead.
 package postgres
 
 import (
@@ -14,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -32,6 +34,8 @@ type Database struct {
 
 	name      string
 	serverURL string
+	// release lets go of the server once the database is dropped.
+	release func() error
 }
 
 // NewDatabase creates an empty database named after prefix with a random
@@ -41,16 +45,20 @@ func NewDatabase(ctx context.Context, prefix string) (*Database, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Database{serverURL: serverURL}
+	return newDatabase(ctx, serverURL, prefix, releaseServer)
+}
+
+func newDatabase(ctx context.Context, serverURL, prefix string, release func() error) (*Database, error) {
+	d := &Database{serverURL: serverURL, release: release}
 	suffix := make([]byte, 4)
 	_, _ = rand.Read(suffix)
 	d.name = prefix + "_" + hex.EncodeToString(suffix)
 	if err := d.admin(ctx, "CREATE DATABASE "+pgx.Identifier{d.name}.Sanitize()); err != nil {
-		return nil, errors.Join(fmt.Errorf("creating test database on %s: %w", redact(serverURL), err), releaseServer())
+		return nil, errors.Join(fmt.Errorf("creating test database on %s: %w", redact(serverURL), err), release())
 	}
 	u, err := url.Parse(serverURL)
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("parsing $%s: %w", URLEnv, err), releaseServer())
+		return nil, errors.Join(fmt.Errorf("parsing the server's URL: %w", err), release())
 	}
 	u.Path = "/" + d.name
 	d.URL = u.String()
@@ -61,7 +69,72 @@ func NewDatabase(ctx context.Context, prefix string) (*Database, error) {
 // database is gone.
 func (d *Database) Close(ctx context.Context) error {
 	err := d.admin(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{d.name}.Sanitize()+" WITH (FORCE)")
-	return errors.Join(err, releaseServer())
+	return errors.Join(err, d.release())
+}
+
+// Server is a throwaway PostgreSQL cluster of one test's own
+// (hack/postgres.sh), which the test may halt and start again, on the same
+// port and with its data, as an outage would.
+type Server struct {
+	// URL is the connection string of its postgres database.
+	URL string
+	dir string
+}
+
+// StartServer starts a cluster in a new folder of the temporary directory
+// (whose parents the postgres user can traverse).
+func StartServer(ctx context.Context) (*Server, error) {
+	d, err := os.MkdirTemp("", "webmon-pg-")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{dir: d}
+	out, err := exec.CommandContext(ctx, script(), "start", d).Output()
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("starting PostgreSQL (hack/postgres.sh): %w%s", err, stderrOf(err)), s.Close())
+	}
+	s.URL = strings.TrimSpace(string(out))
+	return s, nil
+}
+
+// NewDatabase creates an empty database on the server; closing it leaves
+// the server running.
+func (s *Server) NewDatabase(ctx context.Context, prefix string) (*Database, error) {
+	return newDatabase(ctx, s.URL, prefix, func() error { return nil })
+}
+
+// Halt stops the server fast, cutting its sessions; Start brings it back.
+func (s *Server) Halt(ctx context.Context) error {
+	if out, err := exec.CommandContext(ctx, script(), "halt", s.dir).CombinedOutput(); err != nil {
+		return fmt.Errorf("halting PostgreSQL: %w: %s", err, out)
+	}
+	return nil
+}
+
+// Start starts a halted server again, on its port.
+func (s *Server) Start(ctx context.Context) error {
+	if out, err := exec.CommandContext(ctx, script(), "start", s.dir).CombinedOutput(); err != nil {
+		return fmt.Errorf("starting PostgreSQL again: %w: %s", err, out)
+	}
+	return nil
+}
+
+// Pid is the server's postmaster process id, 0 while it is halted.
+func (s *Server) Pid() int {
+	b, err := os.ReadFile(filepath.Join(s.dir, "data", "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
+	return pid
+}
+
+// Close stops the server and removes its folder.
+func (s *Server) Close() error {
+	if out, err := exec.Command(script(), "stop", s.dir).CombinedOutput(); err != nil {
+		return fmt.Errorf("stopping PostgreSQL: %w: %s", err, out)
+	}
+	return nil
 }
 
 // The server the databases of this process live on: $WEBMON_DATABASE_URL,
