@@ -80,7 +80,7 @@ fuzz: ## Fuzz the task decoder and the plugin configuration for FUZZTIME each (2
 	go test -run='^$$' -fuzz='^FuzzPluginConfig$$' -fuzztime=$(FUZZTIME) ./checker/plugins
 
 .PHONY: bench
-bench: bench-operator bench-scheduler bench-checker ## Run every benchmark; figures print as key=value lines (see docs/benchmarks.md).
+bench: bench-operator bench-scheduler bench-checker bench-e2e bench-scale ## Run every benchmark; figures print as key=value lines (see docs/benchmarks.md).
 	env $(TESTBED_ENV) hack/with-postgres.sh go test -run='^$$' -bench=. -benchmem ./...
 
 .PHONY: bench-operator
@@ -97,6 +97,18 @@ bench-scheduler: ## Publish 1,000,000 URLs through the scheduler against the emb
 bench-checker: controlplane-tools ## Check 100,000 tasks end to end (Kafka, checks, PostgreSQL, status), against raw HTTP and COPY ceilings.
 	env $(TESTBED_ENV) hack/with-postgres.sh go test -count=1 -run='^TestCheckerThroughput$$' -v ./checker/ -args -throughput.tasks=100000 -throughput.duration=5s -throughput.goals \
 		| tee /dev/stderr | sed -n 's/^ *throughput_test.go:[0-9]*: \([a-z0-9_]*=.*\)$$/\1/p'
+
+.PHONY: bench-e2e
+bench-e2e: controlplane-tools ## Run the whole system at scale: 100,000 URLs every 10 s (10,000 checks/s) for 120 s, results held to what was published.
+	env $(TESTBED_ENV) hack/with-postgres.sh go test -count=1 -timeout 40m -run='^TestEndToEndAtScale$$' -v ./test/scale/ \
+		-args -scale.urls=100000 -scale.interval=10s -scale.duration=120s -scale.warmup=20s -scale.targets=4 -scale.shards=2 -scale.checkers=2 -scale.goals \
+		| tee /dev/stderr | sed -n 's/^ *[a-z_]*_test.go:[0-9]*: \([a-z0-9_]*=.*\)$$/\1/p'
+
+.PHONY: bench-scale
+bench-scale: controlplane-tools ## The scale sheet: PostgreSQL bytes per million results and 24 h uptime reads (1,000,000 results, 10,000 URLs).
+	env $(TESTBED_ENV) hack/with-postgres.sh go test -count=1 -timeout 20m -run='^TestStoreAtScale$$' -v ./test/scale/ \
+		-args -store.results=1000000 -store.websites=100 -store.urls=100 \
+		| tee /dev/stderr | sed -n 's/^ *[a-z_]*_test.go:[0-9]*: \([a-z0-9_]*=.*\)$$/\1/p'
 
 ##@ Build
 
