@@ -244,7 +244,7 @@ func (r *run) resumed(since time.Time, timeout time.Duration) float64 {
 	want := map[int32]bool{}
 	byUID := map[string]int32{}
 	for _, u := range r.urls {
-		p := partitionOf(u.uid, len(r.tap.partitions))
+		p := partitionOf(u.uid, len(r.tap.Partitions))
 		byUID[u.uid], want[p] = p, true
 	}
 	var at time.Duration
@@ -285,9 +285,9 @@ func (r *run) account() {
 	}
 	suspended := time.Now()
 	r.Eventually(time.Minute, "the schedulers to stop publishing", func(context.Context) (bool, error) {
-		return time.Since(r.tap.quietSince()) > 3*time.Second, nil
+		return time.Since(r.tap.QuietSince()) > 3*time.Second, nil
 	})
-	r.Must(r.tap.catchUp(ctx, 30*time.Second))
+	r.Must(r.tap.CatchUp(ctx, 30*time.Second))
 	published := r.tap.snapshot()
 	var stored map[checkKey]string
 	r.Eventually(time.Minute, "a result for every task published", func(ctx context.Context) (bool, error) {

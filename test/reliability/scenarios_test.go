@@ -409,7 +409,7 @@ func (r *run) committedOffsets() map[int32]int64 {
 	admin, err := sarama.NewClusterAdmin([]string{r.Broker.Addr}, cfg)
 	r.Must(err)
 	defer func() { _ = admin.Close() }()
-	resp, err := admin.ListConsumerGroupOffsets(sys.CheckerGroup, map[string][]int32{sys.Topic: r.tap.partitions})
+	resp, err := admin.ListConsumerGroupOffsets(sys.CheckerGroup, map[string][]int32{sys.Topic: r.tap.Partitions})
 	r.Must(err)
 	if resp.Err != sarama.ErrNoError {
 		r.T.Fatalf("listing the offsets of %s: %v", sys.CheckerGroup, resp.Err)

@@ -14,9 +14,9 @@ func (r *e2e) drain() {
 	suspended := time.Now()
 	r.Must(r.load.suspend(ctx, r.loadClient))
 	r.Eventually(time.Minute, "the schedulers to stop publishing", func(context.Context) (bool, error) {
-		return time.Since(r.tap.quietSince()) > 3*time.Second, nil
+		return time.Since(r.tap.QuietSince()) > 3*time.Second, nil
 	})
-	r.Must(r.tap.catchUp(ctx, time.Minute))
+	r.Must(r.tap.CatchUp(ctx, time.Minute))
 	want := len(r.tap.published(r.from, r.to))
 	r.Eventually(*e2eDrain, "a result for every task of the window", func(ctx context.Context) (bool, error) {
 		n := r.Count(ctx, `SELECT count(*) FROM check_results WHERE trigger = 0 AND scheduled_at >= $1 AND scheduled_at < $2`, r.from, r.to)
