@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"regexp/syntax"
 	"strings"
+	"unicode/utf8"
 
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/client-go/util/jsonpath"
@@ -58,6 +59,8 @@ func parseJSONPath(config map[string]string) (jsonPathConfig, error) {
 	switch {
 	case !ok || expr == "":
 		return c, errors.New(`expr: required, a JSONPath such as {.status} or .items[0].state`)
+	case !utf8.ValidString(expr):
+		return c, fmt.Errorf("expr %q: not valid UTF-8", truncate(strings.ToValidUTF8(expr, "\uFFFD"), 64))
 	case len(expr) > maxJSONPathExprLen:
 		return c, fmt.Errorf("expr %q: want a JSONPath of at most %d characters", truncate(expr, 64), maxJSONPathExprLen)
 	}
