@@ -62,6 +62,9 @@ type outMessage struct {
 	sarama.ProducerMessage
 	tick  tick
 	value []byte
+	// attempted: the producer failed to deliver it once, and a failed
+	// write may still have reached the broker.
+	attempted bool
 }
 
 // init makes the channels; call it once the settings are filled in.
@@ -85,8 +88,7 @@ func (p *publisher) run(ctx context.Context) {
 		p.producer.AsyncClose()
 		p.results.Wait()
 		for len(p.retries) > 0 { // failed during the flush: too late now
-			p.done(<-p.retries)
-			p.metrics.SkippedTicks.Inc()
+			p.skip(<-p.retries)
 		}
 		p.metrics.InFlight.Set(float64(p.inFlight.Load()))
 	}()
@@ -96,7 +98,7 @@ func (p *publisher) run(ctx context.Context) {
 		p.publishRetries(ctx)
 		now := p.clock.Now()
 		ticks, next, skipped := p.schedule.Due(now, batchSize, buf[:0])
-		p.metrics.SkippedTicks.Add(float64(skipped))
+		p.metrics.SkippedLate.Add(float64(skipped))
 		warm(ticks)
 		for _, t := range ticks {
 			now = p.publish(ctx, t, now)
@@ -151,13 +153,13 @@ func (p *publisher) publish(ctx context.Context, t tick, now time.Time) time.Tim
 	expires := t.due.Add(p.allowedLateness(t))
 	for p.inFlight.Load() >= p.maxInFlight {
 		if !p.waitForRoom(ctx, expires) {
-			p.metrics.SkippedTicks.Inc()
+			p.metrics.SkippedLate.Inc()
 			return p.clock.Now()
 		}
 		now = p.clock.Now()
 	}
 	if !now.Before(expires) {
-		p.metrics.SkippedTicks.Inc()
+		p.metrics.SkippedLate.Inc()
 		return now
 	}
 	if t.trigger == task.TriggerSchedule && !t.due.After(p.catchUpUntil) {
@@ -185,8 +187,19 @@ func (p *publisher) send(ctx context.Context, m *outMessage) {
 	select {
 	case p.producer.Input() <- &m.ProducerMessage:
 	case <-ctx.Done():
-		p.done(m)
-		p.metrics.SkippedTicks.Inc()
+		p.skip(m)
+	}
+}
+
+// skip gives m up: it releases its place in flight and counts its tick
+// as skipped, late if Kafka never had it, unacknowledged if it did (a
+// failed attempt may still have been written).
+func (p *publisher) skip(m *outMessage) {
+	p.done(m)
+	if m.attempted {
+		p.metrics.SkippedUnacknowledged.Inc()
+	} else {
+		p.metrics.SkippedLate.Inc()
 	}
 }
 
@@ -226,11 +239,10 @@ func (p *publisher) publishRetries(ctx context.Context) {
 		select {
 		case m := <-p.retries:
 			if !p.clock.Now().Before(m.tick.due.Add(p.allowedLateness(m.tick))) {
-				p.done(m)
-				p.metrics.SkippedTicks.Inc()
+				p.skip(m)
 				continue
 			}
-			retry := &outMessage{tick: m.tick, value: m.value}
+			retry := &outMessage{tick: m.tick, value: m.value, attempted: true}
 			retry.ProducerMessage = sarama.ProducerMessage{
 				Topic: m.Topic, Key: m.Key, Value: m.Value, Timestamp: m.Timestamp, Metadata: retry,
 			}
@@ -259,7 +271,7 @@ func (p *publisher) collectResults() {
 			p.metrics.Lateness.Observe(p.clock.Since(m.tick.due).Seconds())
 		}
 		p.done(m)
-		m.tick, m.ProducerMessage = tick{}, sarama.ProducerMessage{}
+		m.tick, m.ProducerMessage, m.attempted = tick{}, sarama.ProducerMessage{}, false
 		p.messages.Put(m)
 	}
 	errs.Wait()
@@ -270,10 +282,10 @@ func (p *publisher) collectResults() {
 func (p *publisher) failed(perr *sarama.ProducerError) {
 	p.metrics.PublishErrors.Inc()
 	m := perr.Msg.Metadata.(*outMessage)
+	m.attempted = true
 	if p.closing.Load() { // failed in the final flush: no later try
 		p.log.Info("a task could not be flushed at shutdown", "error", perr.Err, "uid", m.tick.site.uid)
-		p.done(m)
-		p.metrics.SkippedTicks.Inc()
+		p.skip(m)
 		return
 	}
 	p.log.V(1).Info("publishing a task failed; retrying while it is on time", "error", perr.Err, "uid", m.tick.site.uid)

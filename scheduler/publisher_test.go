@@ -24,7 +24,8 @@ import (
 // fakeProducer stands in for sarama's AsyncProducer where the test needs
 // to hold acknowledgements back under an injected clock (the real producer
 // against the embedded broker is in the integration test). While down it
-// holds every message, as a broker that does not answer.
+// holds every message, as a broker that does not answer, or, refusing,
+// fails each at once.
 type fakeProducer struct {
 	sarama.AsyncProducer // the transactional methods are not used
 
@@ -34,6 +35,7 @@ type fakeProducer struct {
 
 	mu     sync.Mutex
 	up     bool
+	refuse bool // while down, fail each message at once instead of holding it
 	record bool // keep copies of what is delivered
 	held   []*sarama.ProducerMessage
 	got    []*sarama.ProducerMessage // copies, as a broker stores them
@@ -61,9 +63,12 @@ func newFakeProducer() *fakeProducer {
 	go func() {
 		for m := range p.input {
 			p.mu.Lock()
-			if p.up {
+			switch {
+			case p.up:
 				p.deliver(m)
-			} else {
+			case p.refuse:
+				p.errors <- &sarama.ProducerError{Msg: m, Err: sarama.ErrNotLeaderForPartition}
+			default:
 				p.held = append(p.held, m)
 			}
 			p.mu.Unlock()
@@ -173,6 +178,11 @@ func (r *publisherRig) published() int {
 	return int(testutil.ToFloat64(r.metrics.Published.WithLabelValues("schedule")))
 }
 
+// skipped is every tick counted as skipped, whatever the reason.
+func (r *publisherRig) skipped() float64 {
+	return testutil.ToFloat64(r.metrics.SkippedLate) + testutil.ToFloat64(r.metrics.SkippedUnacknowledged)
+}
+
 func (r *publisherRig) eventually(what string, cond func() bool) {
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
@@ -211,7 +221,7 @@ func TestPublisherPublishesEveryTickOnTime(t *testing.T) {
 			t.Errorf("message of %s: key %s, timestamp %s, deadline %s", key, mustEncode(m.Key), m.Timestamp, tk.Deadline)
 		}
 	}
-	if got := testutil.ToFloat64(r.metrics.SkippedTicks); got != 0 {
+	if got := r.skipped(); got != 0 {
 		t.Errorf("%v ticks skipped with a healthy producer", got)
 	}
 	r.stop()
@@ -242,7 +252,10 @@ func TestPublisherSkipsAndCountsUnderOutage(t *testing.T) {
 			t.Fatalf("%d tasks in flight, over the cap of %d", inFlight, maxInFlight)
 		}
 	})
-	skipped := testutil.ToFloat64(r.metrics.SkippedTicks)
+	skipped := testutil.ToFloat64(r.metrics.SkippedLate)
+	if unacked := testutil.ToFloat64(r.metrics.SkippedUnacknowledged); unacked != 0 {
+		t.Errorf("%v ticks counted unacknowledged, though none was refused", unacked)
+	}
 	// 3 intervals of 1000 ticks; 50 are held in flight, and up to the
 	// last 2s of ticks may still be waiting for room.
 	if skipped < 3*urls-maxInFlight-2*2*urls/10 || skipped > 3*urls-maxInFlight {
@@ -258,6 +271,10 @@ func TestPublisherSkipsAndCountsUnderOutage(t *testing.T) {
 	var perStep []int
 	last := 0
 	r.advance(recovery.Add(interval), func() {
+		// Acknowledgements are counted on their own goroutine: wait for
+		// every one before reading the step's count, or a slow collector
+		// makes the step after look like a burst.
+		r.eventually("the step's acknowledgements", func() bool { return r.pub.inFlight.Load() == 0 })
 		n := r.published() - base
 		perStep = append(perStep, n-last)
 		last = n
@@ -291,8 +308,47 @@ func TestPublisherFlushesOnShutdown(t *testing.T) {
 	if got := r.pub.inFlight.Load(); got != 0 {
 		t.Errorf("%d tasks left in flight after shutdown", got)
 	}
-	errs, skipped := testutil.ToFloat64(r.metrics.PublishErrors), testutil.ToFloat64(r.metrics.SkippedTicks)
-	if int64(errs) != held || int64(skipped) != held {
-		t.Errorf("%v publish errors and %v skipped ticks counted for %d tasks the producer could not flush", errs, skipped, held)
+	errs, unacked := testutil.ToFloat64(r.metrics.PublishErrors), testutil.ToFloat64(r.metrics.SkippedUnacknowledged)
+	if int64(errs) != held || int64(unacked) != held || r.skipped() != unacked {
+		t.Errorf("%v publish errors and %v ticks skipped, %v of them unacknowledged, for %d tasks the producer could not flush",
+			errs, r.skipped(), unacked, held)
+	}
+}
+
+// TestPublisherCountsRefusedTicksUnacknowledged: a task the producer
+// failed is retried while it is on time, then counted as skipped
+// unacknowledged, never late: Kafka may have written a failed attempt, so
+// a reader of the metrics knows these ticks may still have been checked.
+func TestPublisherCountsRefusedTicksUnacknowledged(t *testing.T) {
+	const urls = 100
+	interval, maxLateness := 10*time.Second, 2*time.Second
+	r := newPublisherRig(t, urls, 1, interval, maxLateness, 1000)
+	r.advance(epoch.Add(interval), nil)
+	r.eventually("one interval published", func() bool { return r.published() == urls })
+
+	r.producer.mu.Lock()
+	r.producer.up, r.producer.refuse = false, true
+	r.producer.mu.Unlock()
+	r.advance(r.clock.Now().Add(3*interval), nil)
+	r.producer.setUp(true)
+	base := r.published()
+	r.advance(r.clock.Now().Add(interval), nil)
+	r.eventually("an interval published after the outage", func() bool { return r.published()-base >= urls })
+
+	late, unacked := testutil.ToFloat64(r.metrics.SkippedLate), testutil.ToFloat64(r.metrics.SkippedUnacknowledged)
+	if late != 0 {
+		t.Errorf("%v ticks counted late: each was handed to the producer on time", late)
+	}
+	// 3 intervals of refusals; the ticks of their last 2s (up to twice
+	// their fair share, as the hash spreads them) may still be retried in
+	// time once the producer is back.
+	if low, high := float64(3*urls-2*2*urls/10), float64(3*urls); unacked < low || unacked > high {
+		t.Errorf("%v ticks counted unacknowledged after 3 intervals of refusals, want %v to %v", unacked, low, high)
+	}
+	if errs := testutil.ToFloat64(r.metrics.PublishErrors); errs < unacked {
+		t.Errorf("%v publish errors for %v ticks given up unacknowledged", errs, unacked)
+	}
+	if n := r.pub.inFlight.Load(); n > urls {
+		t.Errorf("%d tasks in flight after the outage", n)
 	}
 }

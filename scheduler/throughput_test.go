@@ -267,14 +267,15 @@ func runScheduler(t *testing.T, broker *kafka.DevBroker, pcfg *sarama.Config, sp
 	done := make(chan error, 1)
 	go func() { done <- s.lead(ctx, newClient(t, broker, pcfg)) }()
 	published := func() float64 { return testutil.ToFloat64(m.Published.WithLabelValues("schedule")) }
+	skipped := func() float64 { return testutil.ToFloat64(m.SkippedLate) + testutil.ToFloat64(m.SkippedUnacknowledged) }
 	time.Sleep(d / 4)
-	from, fromSkipped, start := published(), testutil.ToFloat64(m.SkippedTicks), time.Now()
+	from, fromSkipped, start := published(), skipped(), time.Now()
 	fromLateness := histogram(t, m.Lateness)
 	time.Sleep(d)
 	lateness := histogram(t, m.Lateness)
 	run := schedulerRun{
 		rate:    (published() - from) / time.Since(start).Seconds(),
-		skipped: testutil.ToFloat64(m.SkippedTicks) - fromSkipped,
+		skipped: skipped() - fromSkipped,
 	}
 	cancel()
 	if err := <-done; err != nil {

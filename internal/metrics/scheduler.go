@@ -15,7 +15,9 @@ const schedulerSubsystem = "scheduler"
 //	webmon_scheduler_leader                  1 while this replica publishes
 //	webmon_scheduler_tasks_published_total   tasks acknowledged by Kafka, by trigger
 //	webmon_scheduler_publish_errors_total    failed publish attempts (each is retried while it is on time)
-//	webmon_scheduler_skipped_ticks_total     ticks not published because they could not be on time
+//	webmon_scheduler_skipped_ticks_total     ticks given up because they could not be on time, by reason:
+//	                                         late (never handed to Kafka) or unacknowledged (handed
+//	                                         over, never acknowledged: Kafka may hold it all the same)
 //	webmon_scheduler_catch_up_ticks_total    ticks a new leader published for its predecessor
 //	webmon_scheduler_in_flight               tasks handed to the producer, not yet acknowledged
 //	webmon_scheduler_lateness_seconds        acknowledgement time minus scheduledAt
@@ -25,10 +27,13 @@ type Scheduler struct {
 	Leader        prometheus.Gauge
 	Published     *prometheus.CounterVec
 	PublishErrors prometheus.Counter
-	SkippedTicks  prometheus.Counter
-	CatchUpTicks  prometheus.Counter
-	InFlight      prometheus.Gauge
-	Lateness      prometheus.Histogram
+	SkippedTicks  *prometheus.CounterVec
+	// SkippedLate and SkippedUnacknowledged are SkippedTicks' two series.
+	SkippedLate           prometheus.Counter
+	SkippedUnacknowledged prometheus.Counter
+	CatchUpTicks          prometheus.Counter
+	InFlight              prometheus.Gauge
+	Lateness              prometheus.Histogram
 }
 
 // NewScheduler makes a scheduler's metrics and registers them with reg.
@@ -44,8 +49,10 @@ func NewScheduler(reg prometheus.Registerer) *Scheduler {
 			"Check tasks acknowledged by Kafka, by trigger (schedule or check-now).")), []string{"trigger"}),
 		PublishErrors: prometheus.NewCounter(prometheus.CounterOpts(opts("publish_errors_total",
 			"Failed attempts to publish a task; each is retried while it can still be on time."))),
-		SkippedTicks: prometheus.NewCounter(prometheus.CounterOpts(opts("skipped_ticks_total",
-			"Ticks not published because Kafka could not take them on time; the URL's next tick is published as usual."))),
+		SkippedTicks: prometheus.NewCounterVec(prometheus.CounterOpts(opts("skipped_ticks_total",
+			"Ticks given up because Kafka could not take them on time, by reason: late (never handed to Kafka) or "+
+				"unacknowledged (handed over but never acknowledged, so Kafka may hold it all the same). "+
+				"The URL's next tick is published as usual.")), []string{"reason"}),
 		CatchUpTicks: prometheus.NewCounter(prometheus.CounterOpts(opts("catch_up_ticks_total",
 			"Ticks a new leader published late because its predecessor had not."))),
 		InFlight: prometheus.NewGauge(prometheus.GaugeOpts(opts("in_flight", "Tasks handed to the Kafka producer and not yet acknowledged."))),
@@ -55,6 +62,10 @@ func NewScheduler(reg prometheus.Registerer) *Scheduler {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .075, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}),
 	}
+	// A producer cannot tell a write Kafka lost from one whose
+	// acknowledgement it lost: the reasons keep the count honest.
+	m.SkippedLate = m.SkippedTicks.WithLabelValues("late")
+	m.SkippedUnacknowledged = m.SkippedTicks.WithLabelValues("unacknowledged")
 	reg.MustRegister(m.Websites, m.URLs, m.Leader, m.Published, m.PublishErrors, m.SkippedTicks, m.CatchUpTicks, m.InFlight, m.Lateness)
 	return m
 }

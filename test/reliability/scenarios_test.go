@@ -30,7 +30,8 @@ const (
 	shard0Prefix    = schedulerPrefix + "0-"
 
 	publishedSample     = `webmon_scheduler_tasks_published_total{trigger="schedule"}`
-	skippedSample       = "webmon_scheduler_skipped_ticks_total"
+	skippedLateSample   = `webmon_scheduler_skipped_ticks_total{reason="late"}`
+	skippedUnackSample  = `webmon_scheduler_skipped_ticks_total{reason="unacknowledged"}`
 	catchUpSample       = "webmon_scheduler_catch_up_ticks_total"
 	publishErrorsSample = "webmon_scheduler_publish_errors_total"
 	leaderSample        = "webmon_scheduler_leader"

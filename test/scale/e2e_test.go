@@ -177,7 +177,7 @@ func (r *e2e) counters() counters {
 		s, err := r.Samples(key, "webmon_scheduler_")
 		r.Must(err)
 		c.lateness.addBuckets(withPrefix(s, "webmon_scheduler_lateness_seconds_bucket"))
-		c.skipped += s["webmon_scheduler_skipped_ticks_total"]
+		c.skipped += s[`webmon_scheduler_skipped_ticks_total{reason="late"}`] + s[`webmon_scheduler_skipped_ticks_total{reason="unacknowledged"}`]
 	}
 	for pod := range r.Processes(checkerPrefix, "checker") {
 		key := types.NamespacedName{Namespace: sys.Namespace, Name: pod}
