@@ -116,7 +116,14 @@ type publisherRig struct {
 	stop     func()
 }
 
-func newPublisherRig(t *testing.T, websites, urlsEach int, interval, maxLateness time.Duration, maxInFlight int) *publisherRig {
+// The rig's Websites are checked every 10s; their ticks may be published
+// up to 2s late.
+const (
+	rigInterval    = 10 * time.Second
+	rigMaxLateness = 2 * time.Second
+)
+
+func newPublisherRig(t *testing.T, websites, urlsEach, maxInFlight int) *publisherRig {
 	r := &publisherRig{
 		t:        t,
 		clock:    clocktesting.NewFakeClock(epoch),
@@ -125,7 +132,7 @@ func newPublisherRig(t *testing.T, websites, urlsEach int, interval, maxLateness
 		metrics:  metrics.NewScheduler(prometheus.NewRegistry()),
 	}
 	for range websites {
-		ws := website(uuid.NewUUID(), 1, interval)
+		ws := website(uuid.NewUUID(), 1, rigInterval)
 		for j := range urlsEach {
 			ws.Spec.URLs = append(ws.Spec.URLs, monitoringv1alpha1.WebsiteURL("https://"+string(ws.UID)+".example/"+fmt.Sprint(j)))
 		}
@@ -134,7 +141,7 @@ func newPublisherRig(t *testing.T, websites, urlsEach int, interval, maxLateness
 	r.schedule.Start(func(types.UID) time.Time { return epoch })
 	r.pub = (&publisher{
 		schedule: r.schedule, producer: r.producer, topic: "tasks", clock: r.clock, metrics: r.metrics,
-		log: testr.New(t), maxLateness: maxLateness, maxInFlight: int64(maxInFlight), catchUpUntil: epoch,
+		log: testr.New(t), maxLateness: rigMaxLateness, maxInFlight: int64(maxInFlight), catchUpUntil: epoch,
 	}).init()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -194,7 +201,7 @@ func (r *publisherRig) eventually(what string, cond func() bool) {
 }
 
 func TestPublisherPublishesEveryTickOnTime(t *testing.T) {
-	r := newPublisherRig(t, 100, 3, 10*time.Second, 2*time.Second, 1000)
+	r := newPublisherRig(t, 100, 3, 1000)
 	r.advance(epoch.Add(30*time.Second), nil)
 	r.eventually("900 tasks (300 URLs, 3 intervals)", func() bool { return r.published() == 900 })
 
@@ -240,14 +247,13 @@ func mustEncode(e sarama.Encoder) []byte {
 // skipped and counted, and after recovery the pace is the normal one.
 func TestPublisherSkipsAndCountsUnderOutage(t *testing.T) {
 	const urls, maxInFlight = 1000, 50
-	interval, maxLateness := 10*time.Second, 2*time.Second
-	r := newPublisherRig(t, urls, 1, interval, maxLateness, maxInFlight)
-	r.advance(epoch.Add(interval), nil)
+	r := newPublisherRig(t, urls, 1, maxInFlight)
+	r.advance(epoch.Add(rigInterval), nil)
 	r.eventually("one interval published", func() bool { return r.published() == urls })
 
 	r.producer.setUp(false)
 	outageStart := r.clock.Now()
-	r.advance(outageStart.Add(3*interval), func() {
+	r.advance(outageStart.Add(3*rigInterval), func() {
 		if inFlight := r.pub.inFlight.Load(); inFlight > maxInFlight {
 			t.Fatalf("%d tasks in flight, over the cap of %d", inFlight, maxInFlight)
 		}
@@ -270,7 +276,7 @@ func TestPublisherSkipsAndCountsUnderOutage(t *testing.T) {
 	recovery := r.clock.Now()
 	var perStep []int
 	last := 0
-	r.advance(recovery.Add(interval), func() {
+	r.advance(recovery.Add(rigInterval), func() {
 		// Acknowledgements are counted on their own goroutine: wait for
 		// every one before reading the step's count, or a slow collector
 		// makes the step after look like a burst.
@@ -284,7 +290,7 @@ func TestPublisherSkipsAndCountsUnderOutage(t *testing.T) {
 	// allowed to be late. After that, the normal pace of 10 per 100ms step
 	// (1000 URLs over 10s), give or take the hash's spread: no burst.
 	fair := urls / 100
-	if perStep[0] > maxInFlight+2*int(maxLateness.Seconds()/interval.Seconds()*urls)+2*fair {
+	if perStep[0] > maxInFlight+2*int(rigMaxLateness.Seconds()/rigInterval.Seconds()*urls)+2*fair {
 		t.Errorf("recovery: %d tasks in the first step", perStep[0])
 	}
 	for i, n := range perStep[1:] {
@@ -297,7 +303,7 @@ func TestPublisherSkipsAndCountsUnderOutage(t *testing.T) {
 // TestPublisherFlushesOnShutdown: the tasks the producer holds at shutdown
 // are flushed (or, failing, counted), never left in flight.
 func TestPublisherFlushesOnShutdown(t *testing.T) {
-	r := newPublisherRig(t, 100, 1, 10*time.Second, 2*time.Second, 1000)
+	r := newPublisherRig(t, 100, 1, 1000)
 	r.producer.setUp(false)
 	r.advance(epoch.Add(time.Second), nil)
 	held := r.pub.inFlight.Load()
@@ -321,18 +327,17 @@ func TestPublisherFlushesOnShutdown(t *testing.T) {
 // a reader of the metrics knows these ticks may still have been checked.
 func TestPublisherCountsRefusedTicksUnacknowledged(t *testing.T) {
 	const urls = 100
-	interval, maxLateness := 10*time.Second, 2*time.Second
-	r := newPublisherRig(t, urls, 1, interval, maxLateness, 1000)
-	r.advance(epoch.Add(interval), nil)
+	r := newPublisherRig(t, urls, 1, 1000)
+	r.advance(epoch.Add(rigInterval), nil)
 	r.eventually("one interval published", func() bool { return r.published() == urls })
 
 	r.producer.mu.Lock()
 	r.producer.up, r.producer.refuse = false, true
 	r.producer.mu.Unlock()
-	r.advance(r.clock.Now().Add(3*interval), nil)
+	r.advance(r.clock.Now().Add(3*rigInterval), nil)
 	r.producer.setUp(true)
 	base := r.published()
-	r.advance(r.clock.Now().Add(interval), nil)
+	r.advance(r.clock.Now().Add(rigInterval), nil)
 	r.eventually("an interval published after the outage", func() bool { return r.published()-base >= urls })
 
 	late, unacked := testutil.ToFloat64(r.metrics.SkippedLate), testutil.ToFloat64(r.metrics.SkippedUnacknowledged)

@@ -64,7 +64,7 @@ func NewChecker(reg prometheus.Registerer) *Checker {
 		MissedTasks: prometheus.NewCounter(prometheus.CounterOpts(checker("missed_tasks_total",
 			"Tasks that reached the checker after their deadline, stored as missed without a check."))),
 		MalformedTasks: prometheus.NewCounterVec(prometheus.CounterOpts(checker("malformed_tasks_total",
-			"Task messages that could not be read and were skipped, by reason.")), []string{"reason"}),
+			"Task messages that could not be read and were skipped, by reason.")), []string{reasonLabel}),
 		Phases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: checkerSubsystem, Name: "phase_seconds",
 			Help:    "Duration of each phase of a check: dns, connect, tls, ttfb (time to first byte) and total.",
@@ -77,7 +77,7 @@ func NewChecker(reg prometheus.Registerer) *Checker {
 		StatusWrites: prometheus.NewCounterVec(prometheus.CounterOpts(checker("status_writes_total",
 			"Website status updates, by result: written, unchanged (nothing to write), conflict (retried), gone (Website deleted), error.")), []string{"result"}),
 		Events: prometheus.NewCounterVec(prometheus.CounterOpts(checker("events_total",
-			"Kubernetes Events recorded on URL state changes, by reason.")), []string{"reason"}),
+			"Kubernetes Events recorded on URL state changes, by reason.")), []string{reasonLabel}),
 
 		BatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: storeSubsystem, Name: "batch_size", Help: "Results per batch stored.",

@@ -18,6 +18,9 @@ import (
 const (
 	namespace           = "webmon"
 	controllerSubsystem = "controller"
+	// reasonLabel names why a message was skipped, an Event recorded, a
+	// tick given up.
+	reasonLabel = "reason"
 )
 
 // Operator metrics.

@@ -52,7 +52,7 @@ func NewScheduler(reg prometheus.Registerer) *Scheduler {
 		SkippedTicks: prometheus.NewCounterVec(prometheus.CounterOpts(opts("skipped_ticks_total",
 			"Ticks given up because Kafka could not take them on time, by reason: late (never handed to Kafka) or "+
 				"unacknowledged (handed over but never acknowledged, so Kafka may hold it all the same). "+
-				"The URL's next tick is published as usual.")), []string{"reason"}),
+				"The URL's next tick is published as usual.")), []string{reasonLabel}),
 		CatchUpTicks: prometheus.NewCounter(prometheus.CounterOpts(opts("catch_up_ticks_total",
 			"Ticks a new leader published late because its predecessor had not."))),
 		InFlight: prometheus.NewGauge(prometheus.GaugeOpts(opts("in_flight", "Tasks handed to the Kafka producer and not yet acknowledged."))),
