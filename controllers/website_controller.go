@@ -40,7 +40,9 @@ const (
 	// waits silently for the first shard plan.
 	awaitingShardGrace = 30 * time.Second
 	// shardHandoffDelay is how long after a move its schedulers hand a
-	// Website over: longer than one's watch can lag the other's.
+	// Website over: the old shard stops at that time on its own, and the
+	// new one should have seen the move by then, or its first ticks go
+	// out late.
 	shardHandoffDelay = 2 * time.Second
 )
 

@@ -34,6 +34,10 @@ type site struct {
 	// announced; until, once it has left, is when its ticks become the
 	// other shard's. Both Unix nanoseconds, guarded by Schedule.mu.
 	leaving, until int64
+	// parked are its URLs' entries due from leaving on, held while the
+	// move has not reached this shard's watch: the other shard publishes
+	// them. Guarded by Schedule.mu.
+	parked []entry
 }
 
 func newSite(ws *monitoringv1alpha1.Website) *site {
@@ -62,6 +66,13 @@ func handoffOf(ws *monitoringv1alpha1.Website) (at time.Time, incoming, ok bool)
 	to, at, ok := ws.ShardHandoff()
 	return at, to == ws.Labels[monitoringv1alpha1.ShardLabel], ok
 }
+
+// handoffGrace is how long after an announced handoff a Website that
+// has not left the shard's watch stays parked: a move the operator
+// announced but did not make (it died between its two writes, or the plan
+// changed) gives the Website back to this shard, its parked ticks counted
+// as skipped.
+const handoffGrace = 30 * time.Second
 
 // entry is one URL's next tick. 24 bytes: a million URLs cost 24 MB of heap
 // entries.
@@ -93,6 +104,12 @@ type Schedule struct {
 	started      bool
 	queue        *timingWheel
 	checkNow     []tick
+	// parked are the Websites holding entries back for an announced
+	// handoff.
+	parked map[*site]struct{}
+	// handoffGrace is how long a Website stays parked; handoffGrace
+	// unless a test says otherwise.
+	handoffGrace time.Duration
 	// wake is signalled when a tick earlier than the queue's head arrives.
 	wake chan struct{}
 }
@@ -102,6 +119,8 @@ func NewSchedule() *Schedule {
 	return &Schedule{
 		sites:        map[types.UID]*site{},
 		checkNowSeen: map[types.UID]string{},
+		parked:       map[*site]struct{}{},
+		handoffGrace: handoffGrace,
 		wake:         make(chan struct{}, 1),
 	}
 }
@@ -123,9 +142,13 @@ func (s *Schedule) Set(ws *monitoringv1alpha1.Website, now time.Time) {
 		cur = newSite(ws)
 		s.replace(old, cur, now)
 	}
-	cur.leaving = 0
-	if at, incoming, ok := handoffOf(ws); ok && !incoming {
-		cur.leaving = at.UnixNano()
+	leaving := int64(0)
+	if at, incoming, ok := handoffOf(ws); ok && !incoming && now.Before(at.Add(s.handoffGrace)) {
+		leaving = at.UnixNano()
+	}
+	if leaving != cur.leaving {
+		cur.leaving = leaving
+		s.unpark(cur) // announced anew, or withdrawn
 	}
 	token := ws.Annotations[monitoringv1alpha1.CheckNowAnnotation]
 	seen, seenBefore := s.checkNowSeen[ws.UID]
@@ -154,6 +177,7 @@ func (s *Schedule) Delete(uid types.UID) {
 func (s *Schedule) replace(old, cur *site, now time.Time) {
 	if old != nil {
 		old.retired = true
+		s.dropParked(old)
 		s.urls -= len(old.urls)
 		delete(s.sites, old.uid)
 	}
@@ -193,8 +217,38 @@ func (s *Schedule) Depart(uid types.UID, now time.Time) {
 		return
 	}
 	old.until = old.leaving
+	s.dropParked(old) // the other shard's, as announced
 	s.urls -= len(old.urls)
 	delete(s.sites, uid)
+}
+
+// park holds e back: its Website is to leave at the announced time, and
+// the other shard publishes from then on even if the move has not reached
+// this shard's watch yet. Caller holds mu.
+func (s *Schedule) park(e entry) {
+	e.site.parked = append(e.site.parked, e)
+	s.parked[e.site] = struct{}{}
+}
+
+// unpark queues st's parked entries again at their due times: its handoff
+// was announced anew or withdrawn. Those now behind go out as any late
+// entry does: the latest if still on time, the others counted skipped.
+// Caller holds mu.
+func (s *Schedule) unpark(st *site) {
+	if len(st.parked) == 0 {
+		return
+	}
+	for _, e := range st.parked {
+		s.queue.add(e)
+	}
+	s.dropParked(st)
+	s.signal()
+}
+
+// dropParked forgets st's parked entries. Caller holds mu.
+func (s *Schedule) dropParked(st *site) {
+	st.parked = nil
+	delete(s.parked, st)
 }
 
 // push queues each URL of st at its first due time after `after`, and
@@ -230,6 +284,7 @@ func (s *Schedule) Start(resumeAfter func(uid types.UID) time.Time) {
 	}
 	s.queue = newTimingWheel()
 	s.queue.fill(entries)
+	s.clearParked()
 	s.checkNow = nil
 	s.started = true
 	s.signal()
@@ -241,6 +296,14 @@ func (s *Schedule) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.queue, s.checkNow, s.started = nil, nil, false
+	s.clearParked()
+}
+
+func (s *Schedule) clearParked() {
+	for st := range s.parked {
+		st.parked = nil
+	}
+	clear(s.parked)
 }
 
 // Knows reports whether the Website is in the schedule.
@@ -279,19 +342,32 @@ func (s *Schedule) Due(now time.Time, limit int, buf []tick) (ticks []tick, next
 		return ticks, next, skipped
 	}
 	nowNanos := now.UnixNano()
+	s.endGrace(nowNanos)
 	for len(ticks) < limit {
 		e, ok := s.queue.popDue(nowNanos)
 		if !ok {
 			break
 		}
-		until := e.site.until
-		if e.site.retired || (until != 0 && e.due >= until) {
+		if e.site.retired {
+			continue
+		}
+		// The ticks due from the handoff on are the other shard's: dropped
+		// once the Website has left, parked while its move is announced
+		// but not yet seen (the operator's second write, or this shard's
+		// watch, can lag behind the handoff time).
+		until, leaving := e.site.until, false
+		if until == 0 && e.site.leaving != 0 {
+			until, leaving = e.site.leaving, true
+		}
+		if until != 0 && e.due >= until {
+			if leaving {
+				s.park(e)
+			}
 			continue
 		}
 		interval := int64(e.site.interval)
 		if behind := (nowNanos - e.due) / interval; behind > 0 {
 			if until != 0 {
-				// The ticks due from the handoff on are the other shard's.
 				behind = min(behind, (until-1-e.due)/interval)
 			}
 			skipped += int(behind)
@@ -306,7 +382,23 @@ func (s *Schedule) Due(now time.Time, limit int, buf []tick) (ticks []tick, next
 	} else if s.queue.len() > 0 {
 		next = time.Unix(0, s.queue.next())
 	}
+	for st := range s.parked {
+		if end := time.Unix(0, st.leaving).Add(s.handoffGrace); next.IsZero() || end.Before(next) {
+			next = end
+		}
+	}
 	return ticks, next, skipped
+}
+
+// endGrace gives back the Websites parked for longer than the grace: the
+// announced move did not happen. Caller holds mu.
+func (s *Schedule) endGrace(now int64) {
+	for st := range s.parked {
+		if now >= st.leaving+int64(s.handoffGrace) {
+			st.leaving = 0
+			s.unpark(st)
+		}
+	}
 }
 
 // Wake is signalled when a tick due earlier than the last answer of Due

@@ -334,6 +334,7 @@ func (r *run) accountWindow(w *window, published map[checkKey]publishedTask, sto
 	t := r.T
 	in := func(at time.Time) bool { return !at.Before(w.from) && at.Before(w.to) }
 	var nPublished, lost, doubled, missed, unmatched, unpublished, expected int
+	var doubledExamples []string
 	for k, p := range published {
 		if p.trigger != task.TriggerSchedule || !in(p.scheduledAt) {
 			continue
@@ -341,6 +342,9 @@ func (r *run) accountWindow(w *window, published map[checkKey]publishedTask, sto
 		nPublished++
 		if p.copies > 1 {
 			doubled += p.copies - 1
+			if len(doubledExamples) < 5 {
+				doubledExamples = append(doubledExamples, fmt.Sprintf("%s %s at %s", p.uid, p.url, p.scheduledAt.Format(time.StampMilli)))
+			}
 		}
 		if _, ok := stored[k]; !ok {
 			lost++
@@ -396,7 +400,7 @@ func (r *run) accountWindow(w *window, published map[checkKey]publishedTask, sto
 	case counted > 0 || uncounted > 0:
 		t.Errorf("%s: the minute rollups count %d results twice and %d not at all", w.name, counted, uncounted)
 	case doubled > 0:
-		t.Errorf("%s: %d ticks published twice", w.name, doubled)
+		t.Errorf("%s: %d ticks published twice, such as (Website UID, URL, scheduledAt) %v", w.name, doubled, doubledExamples)
 	case w.name != "total" && (float64(unpublished) < w.skippedLate || float64(unpublished) > w.skippedLate+w.skippedUnacknowledged):
 		t.Errorf("%s: %d of %d due ticks were not published, and the schedulers counted %v skipped late and %v unacknowledged; such as %v",
 			w.name, unpublished, expected, w.skippedLate, w.skippedUnacknowledged, examples)
