@@ -79,36 +79,67 @@ fuzz: ## Fuzz the task decoder and the plugin configuration for FUZZTIME each (2
 	go test -run='^$$' -fuzz='^FuzzUnmarshal$$' -fuzztime=$(FUZZTIME) ./internal/task
 	go test -run='^$$' -fuzz='^FuzzPluginConfig$$' -fuzztime=$(FUZZTIME) ./checker/plugins
 
+# Where the benchmark targets leave their figures (a file per section of
+# docs/benchmarks.md), for `make bench-doc` to write into the page.
+BENCH_DIR ?= bin/bench
+# The key=value lines a test logs, without the file:line prefix.
+FIGURES = sed -n 's/^ *[a-z_]*_test.go:[0-9]*: \([a-z0-9_]*=.*\)$$/\1/p'
+
 .PHONY: bench
-bench: bench-operator bench-scheduler bench-checker bench-e2e bench-scale ## Run every benchmark; figures print as key=value lines (see docs/benchmarks.md).
-	env $(TESTBED_ENV) hack/with-postgres.sh go test -run='^$$' -bench=. -benchmem ./...
+bench: ## Run every benchmark, then rewrite docs/benchmarks.md's figures from them; fails at the end if one failed or missed a goal.
+	@rm -rf $(BENCH_DIR); failed=; \
+	for b in bench-operator bench-operator-100k bench-scheduler bench-checker bench-e2e bench-scale bench-go; do \
+		echo "== $$b"; $(MAKE) --no-print-directory $$b || failed="$$failed $$b"; \
+	done; \
+	$(MAKE) --no-print-directory bench-doc; \
+	if [ -n "$$failed" ]; then echo "failed or missed a goal:$$failed" >&2; exit 1; fi
+
+.PHONY: bench-doc
+bench-doc: ## Rewrite the figures in docs/benchmarks.md from the last benchmark runs' output (BENCH_DIR).
+	go run ./hack/benchdoc -dir $(BENCH_DIR) -doc docs/benchmarks.md
 
 .PHONY: bench-operator
 bench-operator: controlplane-tools ## Time the operator labelling and scheduling 10,000 Websites (envtest, goal: under 60 s).
+	@mkdir -p $(BENCH_DIR)
 	env $(TESTBED_ENV) go test -count=1 -run='^TestOperatorAtScale$$' -v ./controllers/ -args -scale.websites=10000 -scale.goal=60s \
-		| tee /dev/stderr | sed -n 's/^ *scale_test.go:[0-9]*: \([a-z0-9_]*=.*\)$$/\1/p'
+		| tee /dev/stderr | $(FIGURES) | tee $(BENCH_DIR)/operator.txt
+
+.PHONY: bench-operator-100k
+bench-operator-100k: controlplane-tools ## The operator's time and heap for 100,000 Websites (envtest; the scale sheet).
+	@mkdir -p $(BENCH_DIR)
+	env $(TESTBED_ENV) go test -count=1 -timeout 60m -run='^TestOperatorAtScale$$' -v ./controllers/ -args -scale.websites=100000 -scale.goal=10m \
+		| tee /dev/stderr | $(FIGURES) | tee $(BENCH_DIR)/operator-100k.txt
 
 .PHONY: bench-scheduler
 bench-scheduler: ## Publish 1,000,000 URLs through the scheduler against the embedded broker, against raw sarama's ceiling.
+	@mkdir -p $(BENCH_DIR)
 	go test -count=1 -run='^TestSchedulerThroughput$$' -v ./scheduler/ -args -throughput.urls=1000000 -throughput.duration=5s -throughput.goals \
-		| tee /dev/stderr | sed -n 's/^ *throughput_test.go:[0-9]*: \([a-z0-9_]*=.*\)$$/\1/p'
+		| tee /dev/stderr | $(FIGURES) | tee $(BENCH_DIR)/scheduler.txt
 
 .PHONY: bench-checker
 bench-checker: controlplane-tools ## Check 100,000 tasks end to end (Kafka, checks, PostgreSQL, status), against raw HTTP and COPY ceilings.
+	@mkdir -p $(BENCH_DIR)
 	env $(TESTBED_ENV) hack/with-postgres.sh go test -count=1 -run='^TestCheckerThroughput$$' -v ./checker/ -args -throughput.tasks=100000 -throughput.duration=5s -throughput.goals \
-		| tee /dev/stderr | sed -n 's/^ *throughput_test.go:[0-9]*: \([a-z0-9_]*=.*\)$$/\1/p'
+		| tee /dev/stderr | $(FIGURES) | tee $(BENCH_DIR)/checker.txt
 
 .PHONY: bench-e2e
 bench-e2e: controlplane-tools ## Run the whole system at scale: 100,000 URLs every 10 s (10,000 checks/s) for 120 s, results held to what was published.
+	@mkdir -p $(BENCH_DIR)
 	env $(TESTBED_ENV) hack/with-postgres.sh go test -count=1 -timeout 40m -run='^TestEndToEndAtScale$$' -v ./test/scale/ \
 		-args -scale.urls=100000 -scale.interval=10s -scale.duration=120s -scale.warmup=20s -scale.targets=4 -scale.shards=2 -scale.checkers=2 -scale.goals \
-		| tee /dev/stderr | sed -n 's/^ *[a-z_]*_test.go:[0-9]*: \([a-z0-9_]*=.*\)$$/\1/p'
+		| tee /dev/stderr | $(FIGURES) | tee $(BENCH_DIR)/e2e.txt
 
 .PHONY: bench-scale
 bench-scale: controlplane-tools ## The scale sheet: PostgreSQL bytes per million results and 24 h uptime reads (1,000,000 results, 10,000 URLs).
+	@mkdir -p $(BENCH_DIR)
 	env $(TESTBED_ENV) hack/with-postgres.sh go test -count=1 -timeout 20m -run='^TestStoreAtScale$$' -v ./test/scale/ \
 		-args -store.results=1000000 -store.websites=100 -store.urls=100 \
-		| tee /dev/stderr | sed -n 's/^ *[a-z_]*_test.go:[0-9]*: \([a-z0-9_]*=.*\)$$/\1/p'
+		| tee /dev/stderr | $(FIGURES) | tee $(BENCH_DIR)/scale.txt
+
+.PHONY: bench-go
+bench-go: controlplane-tools ## Run the Go benchmarks of every package (encoding, schedule, publisher, store, probes).
+	@mkdir -p $(BENCH_DIR)
+	env $(TESTBED_ENV) hack/with-postgres.sh go test -count=1 -run='^$$' -bench=. -benchmem ./... | tee $(BENCH_DIR)/go.txt
 
 ##@ Build
 
