@@ -100,14 +100,15 @@ func TestOperatorAtScale(t *testing.T) {
 // second copy of them beside the operator's cache. The test deletes none,
 // so deletions are not followed.
 type scheduledTally struct {
-	mu      sync.Mutex
-	done    map[types.UID]bool
+	mu sync.Mutex
+	// seen are the Websites observed; pending those of them not scheduled.
+	seen    map[types.UID]struct{}
 	pending map[types.UID]string
 }
 
 func tallyScheduled(t testing.TB, ns string) *scheduledTally {
 	t.Helper()
-	tally := &scheduledTally{done: map[types.UID]bool{}, pending: map[types.UID]string{}}
+	tally := &scheduledTally{seen: map[types.UID]struct{}{}, pending: map[types.UID]string{}}
 	// The informer's store holds only the metadata it needs to key objects.
 	trim := func(obj any) (any, error) {
 		ws, ok := obj.(*monitoringv1alpha1.Website)
@@ -139,7 +140,7 @@ func (s *scheduledTally) observe(ws *monitoringv1alpha1.Website) {
 	ok := ws.Labels[monitoringv1alpha1.ShardLabel] != "" && meta.IsStatusConditionTrue(ws.Status.Conditions, monitoringv1alpha1.ConditionScheduled)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.done[ws.UID] = ok
+	s.seen[ws.UID] = struct{}{}
 	if ok {
 		delete(s.pending, ws.UID)
 	} else {
@@ -150,7 +151,7 @@ func (s *scheduledTally) observe(ws *monitoringv1alpha1.Website) {
 func (s *scheduledTally) count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.done) - len(s.pending)
+	return len(s.seen) - len(s.pending)
 }
 
 func (s *scheduledTally) firstPending() string {

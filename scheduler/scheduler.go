@@ -135,7 +135,8 @@ func (s *Scheduler) Start(ctx context.Context) error {
 		return err
 	}
 	defer func() { _ = kc.Close() }()
-	s.log.Info("leading the shard: publishing", "shard", s.opts.Shard, "topic", s.opts.Topic.Name)
+	sites, urls := s.schedule.Size()
+	s.log.Info("leading the shard: publishing", "topic", s.opts.Topic.Name, "websites", sites, "urls", urls)
 	s.opts.Metrics.Leader.Set(1)
 	defer s.opts.Metrics.Leader.Set(0)
 	return s.lead(ctx, kc)

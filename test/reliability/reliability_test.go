@@ -402,9 +402,35 @@ func (r *run) accountWindow(w *window, published map[checkKey]publishedTask, sto
 	case doubled > 0:
 		t.Errorf("%s: %d ticks published twice, such as (Website UID, URL, scheduledAt) %v", w.name, doubled, doubledExamples)
 	case w.name != "total" && (float64(unpublished) < w.skippedLate || float64(unpublished) > w.skippedLate+w.skippedUnacknowledged):
-		t.Errorf("%s: %d of %d due ticks were not published, and the schedulers counted %v skipped late and %v unacknowledged; such as %v",
-			w.name, unpublished, expected, w.skippedLate, w.skippedUnacknowledged, examples)
+		t.Errorf("%s: %d of %d due ticks were not published, and the schedulers counted %v skipped late and %v unacknowledged; such as %v\n"+
+			"scrapes of the schedulers' counters that failed: %v\nwhat the schedulers logged:\n%s",
+			w.name, unpublished, expected, w.skippedLate, w.skippedUnacknowledged, examples, r.counters.misses(), r.schedulerEvents())
 	}
+}
+
+// schedulerEvents are the lines of the schedulers' logs that say who led
+// when and what went wrong, for a failure message: the logs of a CI run
+// are gone with its machine.
+func (r *run) schedulerEvents() string {
+	var b strings.Builder
+	for _, p := range r.Runner.Pods() {
+		if !strings.HasPrefix(p.Name, schedulerPrefix) {
+			continue
+		}
+		for _, l := range r.LogLines(p, "scheduler", 40, isSchedulerEvent) {
+			fmt.Fprintf(&b, "  %s| %s\n", p.Name, l)
+		}
+	}
+	return b.String()
+}
+
+func isSchedulerEvent(line string) bool {
+	for _, s := range []string{"lease", "leading", "leader", "resuming", "stopped publishing", "starting", `"error"`, "Kafka"} {
+		if strings.Contains(line, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // storedResults are the regular checks' results, by key, with their

@@ -451,6 +451,23 @@ func (s *System) GroupMembers() (map[string]int, error) {
 	return members, nil
 }
 
+// LogLines are the lines of a container's log (across its restarts) that
+// keep accepts, the last max of them, each cut to 400 bytes: for failure
+// messages that must say what a process did.
+func (s *System) LogLines(pod types.NamespacedName, container string, n int, keep func(string) bool) []string {
+	log, err := os.ReadFile(s.Runner.LogFile(pod, container))
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var lines []string
+	for l := range strings.SplitSeq(strings.TrimSpace(string(log)), "\n") {
+		if keep(l) {
+			lines = append(lines, l[:min(len(l), 400)])
+		}
+	}
+	return lines[max(0, len(lines)-n):]
+}
+
 // PodSummary lists webmon's pods and the end of each container's log,
 // for failure messages.
 func (s *System) PodSummary() string {
