@@ -71,7 +71,7 @@ test-e2e: controlplane-tools ## Run the end-to-end tests: the whole system, inst
 .PHONY: test-reliability
 test-reliability: controlplane-tools ## Break each part of the system under load (checker, scheduler leader, broker, PostgreSQL, apiserver, operator); figures as key=value lines (docs/reliability.md). OUTAGE=30s sets the outages.
 	env $(TESTBED_ENV) go test $(TEST_FLAGS) -v ./test/reliability/ $(if $(OUTAGE),-args -reliability.outage=$(OUTAGE)) \
-		| tee /dev/stderr | sed -n 's/^ *[a-z_]*_test.go:[0-9]*: \([a-z0-9_]*=.*\)$$/\1/p'
+		| tee -a /dev/stderr | $(FIGURES)
 
 FUZZTIME ?= 20s
 .PHONY: fuzz
@@ -82,8 +82,10 @@ fuzz: ## Fuzz the task decoder and the plugin configuration for FUZZTIME each (2
 # Where the benchmark targets leave their figures (a file per section of
 # docs/benchmarks.md), for `make bench-doc` to write into the page.
 BENCH_DIR ?= bin/bench
-# The key=value lines a test logs, without the file:line prefix.
-FIGURES = sed -n 's/^ *[a-z_]*_test.go:[0-9]*: \([a-z0-9_]*=.*\)$$/\1/p'
+# The key=value lines a test logs, without the file:line prefix. The
+# targets copy the whole output to stderr with `tee -a`: plain tee would
+# truncate a log file that stderr is redirected to.
+FIGURES = sed -n 's/^ *[a-z0-9_]*_test.go:[0-9]*: \([a-z0-9_]*=.*\)$$/\1/p'
 
 .PHONY: bench
 bench: ## Run every benchmark, then rewrite docs/benchmarks.md's figures from them; fails at the end if one failed or missed a goal.
@@ -102,39 +104,39 @@ bench-doc: ## Rewrite the figures in docs/benchmarks.md from the last benchmark 
 bench-operator: controlplane-tools ## Time the operator labelling and scheduling 10,000 Websites (envtest, goal: under 60 s).
 	@mkdir -p $(BENCH_DIR)
 	env $(TESTBED_ENV) go test -count=1 -run='^TestOperatorAtScale$$' -v ./controllers/ -args -scale.websites=10000 -scale.goal=60s \
-		| tee /dev/stderr | $(FIGURES) | tee $(BENCH_DIR)/operator.txt
+		| tee -a /dev/stderr | $(FIGURES) | tee $(BENCH_DIR)/operator.txt
 
 .PHONY: bench-operator-100k
 bench-operator-100k: controlplane-tools ## The operator's time and heap for 100,000 Websites (envtest; the scale sheet).
 	@mkdir -p $(BENCH_DIR)
 	env $(TESTBED_ENV) go test -count=1 -timeout 60m -run='^TestOperatorAtScale$$' -v ./controllers/ -args -scale.websites=100000 -scale.goal=10m \
-		| tee /dev/stderr | $(FIGURES) | tee $(BENCH_DIR)/operator-100k.txt
+		| tee -a /dev/stderr | $(FIGURES) | tee $(BENCH_DIR)/operator-100k.txt
 
 .PHONY: bench-scheduler
 bench-scheduler: ## Publish 1,000,000 URLs through the scheduler against the embedded broker, against raw sarama's ceiling.
 	@mkdir -p $(BENCH_DIR)
 	go test -count=1 -run='^TestSchedulerThroughput$$' -v ./scheduler/ -args -throughput.urls=1000000 -throughput.duration=5s -throughput.goals \
-		| tee /dev/stderr | $(FIGURES) | tee $(BENCH_DIR)/scheduler.txt
+		| tee -a /dev/stderr | $(FIGURES) | tee $(BENCH_DIR)/scheduler.txt
 
 .PHONY: bench-checker
 bench-checker: controlplane-tools ## Check 100,000 tasks end to end (Kafka, checks, PostgreSQL, status), against raw HTTP and COPY ceilings.
 	@mkdir -p $(BENCH_DIR)
 	env $(TESTBED_ENV) hack/with-postgres.sh go test -count=1 -run='^TestCheckerThroughput$$' -v ./checker/ -args -throughput.tasks=100000 -throughput.duration=5s -throughput.goals \
-		| tee /dev/stderr | $(FIGURES) | tee $(BENCH_DIR)/checker.txt
+		| tee -a /dev/stderr | $(FIGURES) | tee $(BENCH_DIR)/checker.txt
 
 .PHONY: bench-e2e
 bench-e2e: controlplane-tools ## Run the whole system at scale: 100,000 URLs every 10 s (10,000 checks/s) for 120 s, results held to what was published.
 	@mkdir -p $(BENCH_DIR)
 	env $(TESTBED_ENV) hack/with-postgres.sh go test -count=1 -timeout 40m -run='^TestEndToEndAtScale$$' -v ./test/scale/ \
 		-args -scale.urls=100000 -scale.interval=10s -scale.duration=120s -scale.warmup=20s -scale.targets=4 -scale.shards=2 -scale.checkers=2 -scale.goals \
-		| tee /dev/stderr | $(FIGURES) | tee $(BENCH_DIR)/e2e.txt
+		| tee -a /dev/stderr | $(FIGURES) | tee $(BENCH_DIR)/e2e.txt
 
 .PHONY: bench-scale
 bench-scale: controlplane-tools ## The scale sheet: PostgreSQL bytes per million results and 24 h uptime reads (1,000,000 results, 10,000 URLs).
 	@mkdir -p $(BENCH_DIR)
 	env $(TESTBED_ENV) hack/with-postgres.sh go test -count=1 -timeout 20m -run='^TestStoreAtScale$$' -v ./test/scale/ \
 		-args -store.results=1000000 -store.websites=100 -store.urls=100 \
-		| tee /dev/stderr | $(FIGURES) | tee $(BENCH_DIR)/scale.txt
+		| tee -a /dev/stderr | $(FIGURES) | tee $(BENCH_DIR)/scale.txt
 
 .PHONY: bench-go
 bench-go: controlplane-tools ## Run the Go benchmarks of every package (encoding, schedule, publisher, store, probes).

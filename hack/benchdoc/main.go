@@ -135,6 +135,8 @@ func (g goal) met(v float64) bool {
 // goals are the issues' targets, per section.
 var goals = map[string]map[string]goal{
 	"operator": {"operator_scheduled_s": {false, 60}},
+	// The Makefile's own goal for 100,000 (-scale.goal=10m).
+	"operator-100k": {"operator_scheduled_s": {false, 600}},
 	"scheduler": {
 		"ratio":           {true, 0.8},
 		"lateness_p99_ms": {false, 100},
