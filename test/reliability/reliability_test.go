@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -404,34 +405,40 @@ func (r *run) accountWindow(w *window, published map[checkKey]publishedTask, sto
 	case w.name != "total" && (float64(unpublished) < w.skippedLate || float64(unpublished) > w.skippedLate+w.skippedUnacknowledged):
 		t.Errorf("%s: %d of %d due ticks were not published, and the schedulers counted %v skipped late and %v unacknowledged; such as %v\n"+
 			"scrapes of the schedulers' counters that failed: %v\nwhat the schedulers logged:\n%s",
-			w.name, unpublished, expected, w.skippedLate, w.skippedUnacknowledged, examples, r.counters.misses(), r.schedulerEvents())
+			w.name, unpublished, expected, w.skippedLate, w.skippedUnacknowledged, examples, r.counters.misses(), r.schedulerEvents(w.from.Add(-time.Minute), w.to))
 	}
 }
 
-// schedulerEvents are the lines of the schedulers' logs that say who led
-// when and what went wrong, for a failure message: the logs of a CI run
-// are gone with its machine.
-func (r *run) schedulerEvents() string {
+// schedulerEvents are the lines of the schedulers' logs from..to that
+// say who led when and what went wrong, for a failure message: the logs of
+// a CI run are gone with its machine.
+func (r *run) schedulerEvents(from, to time.Time) string {
+	keep := func(line string) bool {
+		at, err := time.Parse(time.RFC3339, logTime.FindString(line))
+		if err != nil || at.Before(from.Truncate(time.Second)) || at.After(to.Add(time.Second)) {
+			return false
+		}
+		for _, s := range []string{"lease", "leading", "leader", "resuming", "stopped publishing", "starting", `"error"`, "Kafka"} {
+			if strings.Contains(line, s) {
+				return true
+			}
+		}
+		return false
+	}
 	var b strings.Builder
 	for _, p := range r.Runner.Pods() {
-		if !strings.HasPrefix(p.Name, schedulerPrefix) {
-			continue
-		}
-		for _, l := range r.LogLines(p, "scheduler", 40, isSchedulerEvent) {
-			fmt.Fprintf(&b, "  %s| %s\n", p.Name, l)
+		if strings.HasPrefix(p.Name, schedulerPrefix) {
+			for _, l := range r.LogLines(p, "scheduler", 60, keep) {
+				fmt.Fprintf(&b, "  %s| %s\n", p.Name, l)
+			}
 		}
 	}
 	return b.String()
 }
 
-func isSchedulerEvent(line string) bool {
-	for _, s := range []string{"lease", "leading", "leader", "resuming", "stopped publishing", "starting", `"error"`, "Kafka"} {
-		if strings.Contains(line, s) {
-			return true
-		}
-	}
-	return false
-}
+// logTime finds the time of a log line: zap's "ts", or the runner's
+// marker of a start.
+var logTime = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`)
 
 // storedResults are the regular checks' results, by key, with their
 // outcome.
