@@ -452,7 +452,7 @@ func (s *System) GroupMembers() (map[string]int, error) {
 }
 
 // LogLines are the lines of a container's log (across its restarts) that
-// keep accepts, the last max of them, each cut to 400 bytes: for failure
+// keep accepts, the last n of them, each cut to 400 bytes: for failure
 // messages that must say what a process did.
 func (s *System) LogLines(pod types.NamespacedName, container string, n int, keep func(string) bool) []string {
 	log, err := os.ReadFile(s.Runner.LogFile(pod, container))
