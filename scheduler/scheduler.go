@@ -70,6 +70,9 @@ type Scheduler struct {
 	opts     Options
 	schedule *Schedule
 	log      logr.Logger
+	// filled reports whether the event handler has handed the schedule
+	// every Website the informer listed at start.
+	filled func() bool
 }
 
 // New returns a scheduler; SetupWithManager wires it in.
@@ -77,7 +80,7 @@ func New(opts Options, log logr.Logger) *Scheduler {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
-	return &Scheduler{opts: opts, schedule: NewSchedule(), log: log}
+	return &Scheduler{opts: opts, schedule: NewSchedule(), log: log, filled: func() bool { return true }}
 }
 
 // SetupWithManager feeds the schedule from the manager's Website informer
@@ -88,9 +91,11 @@ func (s *Scheduler) SetupWithManager(ctx context.Context, mgr manager.Manager) e
 	if err != nil {
 		return err
 	}
-	if _, err := informer.AddEventHandler(s.EventHandler()); err != nil {
+	registration, err := informer.AddEventHandler(s.EventHandler())
+	if err != nil {
 		return err
 	}
+	s.filled = registration.HasSynced
 	return mgr.Add(s)
 }
 
@@ -130,6 +135,15 @@ func (s *Scheduler) NeedLeaderElection() bool { return true }
 
 // Start publishes as the shard's leader until ctx ends, then flushes.
 func (s *Scheduler) Start(ctx context.Context) error {
+	// The manager starts leaders once the informer has synced, but its
+	// handler hands the Websites over asynchronously: a process that wins
+	// the Lease at once (the killed leader restarted) would otherwise read
+	// where its predecessor stopped for a partial schedule, and start the
+	// Websites it learns of later from now, neither publishing nor counting
+	// the ticks missed since the predecessor died.
+	if !toolscache.WaitForCacheSync(ctx.Done(), s.filled) {
+		return nil
+	}
 	kc, err := s.connect(ctx)
 	if err != nil {
 		return err
