@@ -8,6 +8,8 @@
 #   hack/postgres.sh stop DIR     stop it and remove DIR
 #
 # Tuned for throwaway use: fsync and synchronous commit are off.
+# $WEBMON_PG_OPTS adds server options, for diagnosis (e.g. "-c
+# shared_preload_libraries=pg_stat_statements").
 # With $WEBMON_PG_TLS_DIR holding server.crt and server.key, the cluster
 # also serves TLS with them (for tests of sslmode=verify-full).
 set -euo pipefail
@@ -67,7 +69,7 @@ start() {
       port_in_use "$port" && continue
     fi
     if as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 start -o \
-      "-p $port -c listen_addresses=127.0.0.1 -k '$dir' -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off $tls_opts" >/dev/null; then
+      "-p $port -c listen_addresses=127.0.0.1 -k '$dir' -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off $tls_opts ${WEBMON_PG_OPTS:-}" >/dev/null; then
       echo "$port" >"$dir/port"
       echo "postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
       return

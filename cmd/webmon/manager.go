@@ -27,6 +27,7 @@ type managerOptions struct {
 	leaderElect  bool
 	metricsAddr  string
 	probeAddr    string
+	pprofAddr    string
 	kubeAPIQPS   float32
 	kubeAPIBurst int
 	zap          zap.Options
@@ -40,6 +41,7 @@ func (m *managerOptions) addFlags(fs *pflag.FlagSet, leaderElectHelp string) {
 	}
 	fs.StringVar(&m.metricsAddr, "metrics-bind-address", m.metricsAddr, "address of the metrics endpoint; 0 disables it")
 	fs.StringVar(&m.probeAddr, "health-probe-bind-address", m.probeAddr, "address of the health probes; 0 disables them")
+	fs.StringVar(&m.pprofAddr, "pprof-bind-address", "", "address of Go's profiling endpoints (/debug/pprof/), for diagnosis; off unless set")
 	fs.Float32Var(&m.kubeAPIQPS, "kube-api-qps", m.kubeAPIQPS, "queries per second to the Kubernetes API, a shared resource")
 	fs.IntVar(&m.kubeAPIBurst, "kube-api-burst", m.kubeAPIBurst, "burst of queries to the Kubernetes API")
 	zapFlags := flag.NewFlagSet("zap", flag.ContinueOnError)

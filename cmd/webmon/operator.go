@@ -203,6 +203,7 @@ func runOperator(ctx context.Context, o *operatorOptions) error {
 		Scheme:                              scheme,
 		Metrics:                             metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress:              o.probeAddr,
+		PprofBindAddress:                    o.pprofAddr,
 		LeaderElection:                      o.leaderElect,
 		LeaderElectionID:                    operatorLeaseName,
 		LeaderElectionNamespace:             o.namespace,

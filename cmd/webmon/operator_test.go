@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -52,10 +54,12 @@ func TestOperatorCommand(t *testing.T) {
 	t.Setenv("WEBMON_SHARDS", "2")
 	t.Setenv("WEBMON_SCHEDULER_IMAGE", "webmon:e2e")
 	t.Setenv("WEBMON_KAFKA_BROKERS", "kafka-0:9092,kafka-1:9092")
+	pprofAddr := freeAddr(t)
 	opCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
 		_, err := run(opCtx, "operator", "--leader-elect=true", "--metrics-bind-address=0", "--health-probe-bind-address=0",
+			"--pprof-bind-address="+pprofAddr,
 			"--owner-deployment=webmon-operator", "--scheduler-env=WEBMON_KAFKA_TOPIC_PARTITIONS=64")
 		done <- err
 	}()
@@ -96,6 +100,12 @@ func TestOperatorCommand(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatalf("waiting for 2 scheduler Deployments with their Leases, the operator's Lease, and a labelled Website: %v", err)
+	}
+	// Profiles are served where --pprof-bind-address says.
+	if resp, err := http.Get("http://" + pprofAddr + "/debug/pprof/cmdline"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /debug/pprof/cmdline on --pprof-bind-address: %v, %v; want 200", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 	stop()
 	select {
@@ -238,4 +248,15 @@ func mustCreate(t *testing.T, c client.Client, obj client.Object) {
 	if err := c.Create(t.Context(), obj); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// freeAddr is a loopback address with a port free at the time of the call.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

@@ -128,6 +128,7 @@ func runScheduler(ctx context.Context, o *schedulerOptions) error {
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress:        o.probeAddr,
+		PprofBindAddress:              o.pprofAddr,
 		LeaderElection:                o.leaderElect,
 		LeaderElectionID:              "webmon-scheduler-" + strconv.Itoa(int(o.shard)),
 		LeaderElectionNamespace:       o.namespace,

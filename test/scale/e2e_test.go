@@ -27,6 +27,7 @@ var (
 	e2eCheckers = flag.Int("scale.checkers", 1, "checker replicas (no autoscaling)")
 	e2eSample   = flag.Int("scale.delay-sample", 200, "URLs whose results are watched for the scheduledAt-to-stored delay")
 	e2eDrain    = flag.Duration("scale.drain", 3*time.Minute, "how long the published tasks may take to be stored once the load is suspended")
+	e2eChkArgs  = flag.String("scale.checker-args", "", "extra arguments of the checkers, comma-separated (e.g. --pprof-bind-address=127.0.0.1:0, for profiling)")
 	e2eGoals    = flag.Bool("scale.goals", false, "fail when the run sustains less than 95% of the target checks per second")
 )
 
@@ -123,7 +124,8 @@ checker:
   # status write per Website every 2 s.
   env:
   - {name: WEBMON_DRAIN_TIMEOUT, value: 5s}
-`, *e2eShards, *e2eCheckers))
+  extraArgs: %s
+`, *e2eShards, *e2eCheckers, yamlList(*e2eChkArgs)))
 	r.Eventually(2*time.Minute, "the checkers' processes", func(context.Context) (bool, error) {
 		chk := r.Processes(checkerPrefix, "checker")
 		return len(chk) == *e2eCheckers, fmt.Errorf("checkers %v", chk)
@@ -227,4 +229,15 @@ func (r *e2e) measure() {
 	r.fig.set("e2e_skipped_ticks", end.skipped-start.skipped)
 	r.fig.set("status_writes_per_s", math.Round((end.statusWrites-start.statusWrites)/secs*10)/10)
 	r.peaks = r.res.peakMiB()
+}
+
+// yamlList writes comma-separated values as a YAML flow sequence.
+func yamlList(csv string) string {
+	var quoted []string
+	for v := range strings.SplitSeq(csv, ",") {
+		if v != "" {
+			quoted = append(quoted, strconv.Quote(v))
+		}
+	}
+	return "[" + strings.Join(quoted, ", ") + "]"
 }
