@@ -159,8 +159,26 @@ func TestStatusWritesThrottled(t *testing.T) {
 	if n := testutil.ToFloat64(c.metrics.StatusWrites.WithLabelValues(statusWritten)); int(n) != got {
 		t.Errorf("webmon_checker_status_writes_total{result=written} = %v, the API server saw %d", n, got)
 	}
-	if s := b.get("busy").Status; s.State != monitoringv1alpha1.WebsiteStateUp || s.Uptime == nil || s.Uptime.Last1h != "100.00%" {
+	busy := b.get("busy")
+	if s := busy.Status; s.State != monitoringv1alpha1.WebsiteStateUp || s.Uptime == nil || s.Uptime.Last1h != "100.00%" {
 		t.Errorf("status %s, uptime %+v; want Up at 100.00%%", s.State, s.Uptime)
+	}
+	// status.urls is an atomic list: the API server tracks it as one
+	// field, not one managedFields entry per URL that every write, read and
+	// watch event of the Website would carry.
+	owned := false
+	for _, mf := range busy.ManagedFields {
+		if mf.Subresource != "status" || mf.FieldsV1 == nil {
+			continue
+		}
+		set := mf.FieldsV1.GetRawString()
+		if strings.Contains(set, `"k:{\"url\"`) {
+			t.Errorf("managedFields of %s track status.urls per URL: %s", mf.Manager, set)
+		}
+		owned = owned || strings.Contains(set, `"f:urls":{}`)
+	}
+	if !owned {
+		t.Errorf("no status managedFields entry owns status.urls whole: %+v", busy.ManagedFields)
 	}
 }
 

@@ -335,10 +335,13 @@ type WebsiteStatus struct {
 	// +optional
 	Uptime *UptimeSummary `json:"uptime,omitempty"`
 
+	// The URLs' list is atomic: the checker writes it whole, and as a map
+	// list it would cost a managedFields entry per URL, as many bytes as the
+	// list itself, in every write, read and watch event of the Website.
+
 	// urls is the state of each URL.
 	// +optional
-	// +listType=map
-	// +listMapKey=url
+	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=100
 	URLs []URLStatus `json:"urls,omitempty"`
 
