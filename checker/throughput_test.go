@@ -1,7 +1,6 @@
 package checker
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
@@ -9,13 +8,11 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -32,6 +29,7 @@ import (
 	"github.com/webmon-dev/webmon/internal/metrics"
 	"github.com/webmon-dev/webmon/internal/store"
 	"github.com/webmon-dev/webmon/internal/task"
+	"github.com/webmon-dev/webmon/test/testbed"
 )
 
 // `make bench-checker` runs TestCheckerThroughput large with the goals on;
@@ -87,8 +85,7 @@ func runBenchPeer() int {
 		go func() { _ = srv.Serve(ln) }()
 		targets = append(targets, ln.Addr().String())
 	}
-	fmt.Printf("brokers=%s\ntargets=%s\n", strings.Join(broker.Addrs(), ","), strings.Join(targets, ","))
-	_, _ = io.Copy(io.Discard, os.Stdin)
+	testbed.ServePeer("brokers="+strings.Join(broker.Addrs(), ","), "targets="+strings.Join(targets, ","))
 	return 0
 }
 
@@ -99,39 +96,8 @@ type benchPeer struct {
 
 func startBenchPeer(t *testing.T) *benchPeer {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), benchPeerEnv+"=1")
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = stdin.Close()
-		_ = cmd.Wait()
-	})
-	p := &benchPeer{}
-	lines := bufio.NewScanner(stdout)
-	for len(p.targets) == 0 && lines.Scan() {
-		key, value, _ := strings.Cut(lines.Text(), "=")
-		switch key {
-		case "brokers":
-			p.brokers = strings.Split(value, ",")
-		case "targets":
-			p.targets = strings.Split(value, ",")
-		}
-	}
-	if len(p.targets) == 0 {
-		t.Fatal("the benchmark peer did not start")
-	}
-	return p
+	p := testbed.StartPeer(t, benchPeerEnv+"=1", "brokers", "targets")
+	return &benchPeer{brokers: p.List("brokers"), targets: p.List("targets")}
 }
 
 // TestCheckerThroughput measures, in one run on this machine: (a) a raw Go
@@ -210,7 +176,7 @@ func rawHTTPRate(t *testing.T, targets []string, concurrency int, d time.Duratio
 	ctx, cancel := context.WithTimeout(t.Context(), d)
 	defer cancel()
 	var wg sync.WaitGroup
-	start, cpuBefore := time.Now(), processCPU(t)
+	start, cpuBefore := time.Now(), testbed.ProcessCPU(t)
 	for i := range concurrency {
 		wg.Go(func() {
 			url := "http://" + targets[i%len(targets)] + "/"
@@ -231,7 +197,7 @@ func rawHTTPRate(t *testing.T, targets []string, concurrency int, d time.Duratio
 		})
 	}
 	wg.Wait()
-	elapsed, cpu := time.Since(start), processCPU(t)-cpuBefore
+	elapsed, cpu := time.Since(start), testbed.ProcessCPU(t)-cpuBefore
 	if n := failed.Load(); n > done.Load()/100 {
 		t.Fatalf("the HTTP ceiling failed %d requests of %d", n, n+done.Load())
 	}
@@ -385,7 +351,7 @@ func (cb *checkerBench) run(round, tasks int) checkerRun {
 			_ = f.Close()
 		}()
 	}
-	cpuBefore := processCPU(t)
+	cpuBefore := testbed.ProcessCPU(t)
 	go func() { stopped <- mgr.Start(runCtx) }()
 
 	stored := func() int { return int(testutil.ToFloat64(opts.Metrics.Results.WithLabelValues("new"))) }
@@ -402,7 +368,7 @@ func (cb *checkerBench) run(round, tasks int) checkerRun {
 		time.Sleep(10 * time.Millisecond)
 	}
 	elapsed := time.Since(first)
-	cpu := processCPU(t) - cpuBefore
+	cpu := testbed.ProcessCPU(t) - cpuBefore
 	stop()
 	if err := <-stopped; err != nil {
 		t.Error(err)
@@ -465,16 +431,6 @@ func publishRounds(t *testing.T, cfg *sarama.Config, brokers []string, topic str
 	if failed.Load() > 0 || acked.Load() != int64(tasks) {
 		t.Fatalf("published %d of %d tasks, %d failed", acked.Load(), tasks, failed.Load())
 	}
-}
-
-// processCPU is the CPU time this process has used, user and system.
-func processCPU(t *testing.T) time.Duration {
-	t.Helper()
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		t.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // benchOptions are the checker's defaults, with -throughput.concurrency.

@@ -1,18 +1,17 @@
 package scale
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/webmon-dev/webmon/test/testbed"
 )
 
 // targetsPeerEnv makes the test binary the target servers' process, so
@@ -49,8 +48,7 @@ func serveTargets(n int) int {
 		go func() { _ = srv.Serve(ln) }()
 		addrs[i] = ln.Addr().String()
 	}
-	fmt.Printf("targets=%s\n", strings.Join(addrs, ","))
-	_, _ = io.Copy(io.Discard, os.Stdin)
+	testbed.ServePeer("targets=" + strings.Join(addrs, ","))
 	return 0
 }
 
@@ -62,31 +60,6 @@ type targetServers struct {
 
 func startTargets(t *testing.T, n int) *targetServers {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), targetsPeerEnv+"="+strconv.Itoa(n))
-	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = stdin.Close()
-		_ = cmd.Wait()
-	})
-	lines := bufio.NewScanner(stdout)
-	for lines.Scan() {
-		if v, ok := strings.CutPrefix(lines.Text(), "targets="); ok {
-			return &targetServers{pid: cmd.Process.Pid, addrs: strings.Split(v, ",")}
-		}
-	}
-	t.Fatal("the target servers' process did not start")
-	return nil
+	p := testbed.StartPeer(t, targetsPeerEnv+"="+strconv.Itoa(n), "targets")
+	return &targetServers{pid: p.Pid, addrs: p.List("targets")}
 }
