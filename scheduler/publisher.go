@@ -21,6 +21,10 @@ import (
 // tick's lateness low.
 const batchSize = 512
 
+// recycleBatch is how many acknowledged messages go back to the loop at
+// once.
+const recycleBatch = 256
+
 // retryBackoff is the pause before a task the producer gave up on is tried
 // again.
 const retryBackoff = 250 * time.Millisecond
@@ -47,9 +51,13 @@ type publisher struct {
 
 	inFlight atomic.Int64
 	closing  atomic.Bool
-	// messages recycles acknowledged messages and their buffers: at
-	// hundreds of thousands a second, garbage is the scheduler's main cost.
-	messages sync.Pool
+	// spare are acknowledged messages ready for reuse, with their
+	// buffers: at hundreds of thousands a second, garbage is the
+	// scheduler's main cost. The loop takes them newest first, so that a
+	// message comes back while still in cache; acked is where the results
+	// goroutine returns them, a batch at a time.
+	spare []*outMessage
+	acked recycled
 	// published are the tasks_published_total counters, looked up once.
 	published [2]prometheus.Counter
 	room      chan struct{}    // signalled when an acknowledgement frees room
@@ -58,20 +66,30 @@ type publisher struct {
 }
 
 // outMessage is a task on its way to Kafka, with the tick it came from.
+// It is its own value's sarama.Encoder, so that handing a message to the
+// producer allocates nothing.
 type outMessage struct {
 	sarama.ProducerMessage
-	tick  tick
-	value []byte
+	// partition is its Website's partition as last computed (see
+	// cachedPartition), read here while the site is in cache.
+	partition uint64
+	tick      tick
+	value     []byte
 	// attempted: the producer failed to deliver it once, and a failed
 	// write may still have reached the broker.
 	attempted bool
 }
 
+// Encode returns the encoded task.
+func (m *outMessage) Encode() ([]byte, error) { return m.value, nil }
+
+// Length is the encoded task's length.
+func (m *outMessage) Length() int { return len(m.value) }
+
 // init makes the channels; call it once the settings are filled in.
 func (p *publisher) init() *publisher {
 	p.room = make(chan struct{}, 1)
 	p.retries = make(chan *outMessage, p.maxInFlight)
-	p.messages.New = func() any { return &outMessage{} }
 	for _, t := range []task.Trigger{task.TriggerSchedule, task.TriggerCheckNow} {
 		p.published[t] = p.metrics.Published.WithLabelValues(triggerLabel(t))
 	}
@@ -165,15 +183,51 @@ func (p *publisher) publish(ctx context.Context, t tick, now time.Time) time.Tim
 	if t.trigger == task.TriggerSchedule && !t.due.After(p.catchUpUntil) {
 		p.metrics.CatchUpTicks.Inc()
 	}
-	m := p.messages.Get().(*outMessage)
-	m.tick = t
+	m := p.newMessage()
+	m.tick, m.partition = t, t.site.partition.v.Load()
 	m.value = t.site.prefix.Append(m.value[:0], t.site.urls[t.url], int(t.url), t.due, t.due.Add(t.site.interval), t.trigger, t.checkNow)
 	m.ProducerMessage = sarama.ProducerMessage{
-		Topic: p.topic, Key: t.site.key, Value: sarama.ByteEncoder(m.value), Timestamp: t.due, Metadata: m,
+		Topic: p.topic, Key: t.site.key, Value: m, Timestamp: t.due, Metadata: m,
 	}
 	p.inFlight.Add(1)
 	p.send(ctx, m)
 	return now
+}
+
+// newMessage is an acknowledged message to reuse, the most recently
+// acknowledged first, or a new one.
+func (p *publisher) newMessage() *outMessage {
+	if len(p.spare) == 0 {
+		p.spare = p.acked.swap(p.spare)
+		if len(p.spare) == 0 {
+			return &outMessage{}
+		}
+	}
+	m := p.spare[len(p.spare)-1]
+	p.spare = p.spare[:len(p.spare)-1]
+	return m
+}
+
+// recycled holds acknowledged messages on their way back to the loop.
+type recycled struct {
+	mu   sync.Mutex
+	free []*outMessage
+}
+
+// put adds ms, the newest last.
+func (r *recycled) put(ms []*outMessage) {
+	r.mu.Lock()
+	r.free = append(r.free, ms...)
+	r.mu.Unlock()
+}
+
+// swap takes every message held, giving empty's array in exchange.
+func (r *recycled) swap(empty []*outMessage) []*outMessage {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	free := r.free
+	r.free = empty[:0]
+	return free
 }
 
 // send blocks until the producer takes m; at the end of ctx m is dropped
@@ -244,7 +298,7 @@ func (p *publisher) publishRetries(ctx context.Context) {
 			}
 			retry := &outMessage{tick: m.tick, value: m.value, attempted: true}
 			retry.ProducerMessage = sarama.ProducerMessage{
-				Topic: m.Topic, Key: m.Key, Value: m.Value, Timestamp: m.Timestamp, Metadata: retry,
+				Topic: m.Topic, Key: m.Key, Value: retry, Timestamp: m.Timestamp, Metadata: retry,
 			}
 			p.send(ctx, retry)
 		default:
@@ -264,6 +318,9 @@ func (p *publisher) collectResults() {
 			p.failed(perr)
 		}
 	})
+	// Acknowledged messages go back to the loop in batches, or as soon as
+	// no other acknowledgement is waiting.
+	batch := make([]*outMessage, 0, recycleBatch)
 	for msg := range p.producer.Successes() {
 		m := msg.Metadata.(*outMessage)
 		p.published[m.tick.trigger].Inc()
@@ -272,7 +329,11 @@ func (p *publisher) collectResults() {
 		}
 		p.done(m)
 		m.tick, m.ProducerMessage, m.attempted = tick{}, sarama.ProducerMessage{}, false
-		p.messages.Put(m)
+		batch = append(batch, m)
+		if len(batch) == recycleBatch || len(p.producer.Successes()) == 0 {
+			p.acked.put(batch)
+			batch = batch[:0]
+		}
 	}
 	errs.Wait()
 }

@@ -24,6 +24,8 @@ type site struct {
 	urls []string
 	// key is the Kafka key, made once: the Website's UID.
 	key sarama.Encoder
+	// partition is the key's partition, computed once.
+	partition cachedPartition
 	// handoff is when the Website moved to this shard (Unix nanoseconds;
 	// zero if it did not): the previous shard publishes its ticks due
 	// before then.
@@ -51,7 +53,7 @@ func newSite(ws *monitoringv1alpha1.Website) *site {
 		interval:   ws.Spec.Interval.Duration,
 		prefix:     task.NewPrefix(task.ForWebsite(ws)),
 		urls:       urls,
-		key:        sarama.StringEncoder(ws.UID),
+		key:        sarama.ByteEncoder(ws.UID),
 	}
 	if at, incoming, ok := handoffOf(ws); ok && incoming {
 		st.handoff = at.UnixNano()

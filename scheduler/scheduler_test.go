@@ -36,7 +36,7 @@ func TestLeaderWaitsForItsWebsites(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := kafka.TopicSpec{Name: "tasks", Partitions: 4, ReplicationFactor: 1}
-	kc := newClient(t, broker, pcfg)
+	kc := newClient(t, broker.Addrs(), pcfg)
 	admin, err := sarama.NewClusterAdminFromClient(kc)
 	if err != nil {
 		t.Fatal(err)

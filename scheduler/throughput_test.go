@@ -5,8 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"math"
+	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,6 +29,7 @@ import (
 	"github.com/webmon-dev/webmon/internal/kafka"
 	"github.com/webmon-dev/webmon/internal/metrics"
 	"github.com/webmon-dev/webmon/internal/task"
+	"github.com/webmon-dev/webmon/test/testbed"
 )
 
 // `make bench-scheduler` runs TestSchedulerThroughput with a million URLs
@@ -67,25 +70,48 @@ func benchWebsites(n int) []*monitoringv1alpha1.Website {
 	return sites
 }
 
-// TestSchedulerThroughput measures, in one run against the embedded broker:
-// the raw sarama AsyncProducer's rate with the scheduler's settings, message
-// size and keys (the ceiling); the scheduler's rate with its URLs due faster
-// than Kafka takes them; its lateness when not saturated; and its heap per
-// URL. It prints them as key=value lines.
+// benchBrokerEnv makes the test binary the benchmark's broker: the
+// embedded broker in a process of its own, as Kafka is in production, so
+// that the scheduler's process holds, collects and spends CPU on its own
+// heap only.
+const benchBrokerEnv = "WEBMON_SCHEDULER_BENCH_BROKER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(benchBrokerEnv) != "" {
+		os.Exit(runBenchBroker())
+	}
+	os.Exit(m.Run())
+}
+
+// runBenchBroker serves the embedded broker until the test is done.
+func runBenchBroker() int {
+	broker, err := kafka.StartDevBroker(kafka.DevBrokerOptions{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer broker.Close()
+	testbed.ServePeer("brokers=" + strings.Join(broker.Addrs(), ","))
+	return 0
+}
+
+// TestSchedulerThroughput measures, in one run against the embedded broker
+// (a process of its own): the raw sarama AsyncProducer's rate with the
+// scheduler's settings, message size and keys (the ceiling); the
+// scheduler's rate with its URLs due faster than Kafka takes them; its
+// lateness when not saturated; and its heap per URL. It prints them as
+// key=value lines, with the CPU time this process spent per message in
+// the ceiling and in the scheduler.
 func TestSchedulerThroughput(t *testing.T) {
 	urls, phase := *throughputURLs, *throughputPhase
 
-	broker, err := kafka.StartDevBroker(kafka.DevBrokerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer broker.Close()
-	kcfg := kafka.Config{Brokers: broker.Addrs(), ClientID: "bench"}
+	brokers := testbed.StartPeer(t, benchBrokerEnv+"=1", "brokers").List("brokers")
+	kcfg := kafka.Config{Brokers: brokers, ClientID: "bench"}
 	pcfg, err := kcfg.Producer()
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin, err := sarama.NewClusterAdminFromClient(newClient(t, broker, pcfg))
+	admin, err := sarama.NewClusterAdminFromClient(newClient(t, brokers, pcfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,27 +145,29 @@ func TestSchedulerThroughput(t *testing.T) {
 	// The shared machine's speed drifts by tens of percent within a
 	// minute: ceiling and scheduler alternate, three rounds, and the
 	// figures are the medians of the rounds.
-	var ceilings, rates, ratios []float64
+	var ceilings, rates, ratios, ceilingCPUs, schedulerCPUs []float64
 	var saturated schedulerRun
 	for round := range 3 {
-		var ceiling float64
+		var ceiling producerRun
 		withTopic(fmt.Sprintf("ceiling-%d", round), func(spec kafka.TopicSpec) {
-			ceiling = rawProducerRate(t, newClient(t, broker, pcfg), spec, sites, phase)
+			ceiling = rawProducerRate(t, newClient(t, brokers, pcfg), spec, sites, phase)
 		})
 		// Fully loaded: due as fast as the ceiling.
-		interval := time.Duration(float64(urls) / ceiling * float64(time.Second))
+		interval := time.Duration(float64(urls) / ceiling.rate * float64(time.Second))
 		withTopic(fmt.Sprintf("saturated-%d", round), func(spec kafka.TopicSpec) {
-			saturated = runScheduler(t, broker, pcfg, spec, sites, interval, phase)
+			saturated = runScheduler(t, brokers, pcfg, spec, sites, interval, phase)
 		})
-		t.Logf("round %d: ceiling %.0f/s, scheduler %.0f/s, ratio %.2f", round, ceiling, saturated.rate, saturated.rate/ceiling)
-		ceilings, rates, ratios = append(ceilings, ceiling), append(rates, saturated.rate), append(ratios, saturated.rate/ceiling)
+		t.Logf("round %d: ceiling %.0f/s (%.2f µs of CPU a message), scheduler %.0f/s (%.2f µs), ratio %.2f",
+			round, ceiling.rate, ceiling.cpuPerMsg, saturated.rate, saturated.cpuPerMsg, saturated.rate/ceiling.rate)
+		ceilings, rates, ratios = append(ceilings, ceiling.rate), append(rates, saturated.rate), append(ratios, saturated.rate/ceiling.rate)
+		ceilingCPUs, schedulerCPUs = append(ceilingCPUs, ceiling.cpuPerMsg), append(schedulerCPUs, saturated.cpuPerMsg)
 	}
 	ceiling, ratio := median(ceilings), median(ratios)
 	saturated.rate = median(rates)
 	// Not saturated: due at half the ceiling.
 	var relaxed schedulerRun
 	withTopic("relaxed", func(spec kafka.TopicSpec) {
-		relaxed = runScheduler(t, broker, pcfg, spec, sites, time.Duration(float64(urls)/(0.5*ceiling)*float64(time.Second)), phase)
+		relaxed = runScheduler(t, brokers, pcfg, spec, sites, time.Duration(float64(urls)/(0.5*ceiling)*float64(time.Second)), phase)
 	})
 
 	for _, line := range []string{
@@ -153,6 +181,8 @@ func TestSchedulerThroughput(t *testing.T) {
 		fmt.Sprintf("relaxed_skipped=%.0f", relaxed.skipped),
 		fmt.Sprintf("saturated_skipped_per_s=%.0f", saturated.skipped/phase.Seconds()),
 		fmt.Sprintf("bytes_per_url=%.0f", bytesPerURL),
+		fmt.Sprintf("ceiling_cpu_us_per_msg=%.2f", median(ceilingCPUs)),
+		fmt.Sprintf("scheduler_cpu_us_per_msg=%.2f", median(schedulerCPUs)),
 		fmt.Sprintf("message_bytes=%d", messageSize(sites[0])),
 	} {
 		t.Log(line)
@@ -182,9 +212,9 @@ func median(xs []float64) float64 {
 	return sorted[len(sorted)/2]
 }
 
-func newClient(t *testing.T, broker *kafka.DevBroker, cfg *sarama.Config) sarama.Client {
+func newClient(t *testing.T, brokers []string, cfg *sarama.Config) sarama.Client {
 	t.Helper()
-	kc, err := sarama.NewClient(broker.Addrs(), cfg)
+	kc, err := sarama.NewClient(brokers, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,9 +227,15 @@ func messageSize(ws *monitoringv1alpha1.Website) int {
 	return len(task.NewPrefix(task.ForWebsite(ws)).Append(nil, string(ws.Spec.URLs[0]), 0, now, now, task.TriggerSchedule, ""))
 }
 
+// producerRun is what a ceiling phase measured: messages acknowledged a
+// second, and this process's CPU time per message.
+type producerRun struct {
+	rate, cpuPerMsg float64
+}
+
 // rawProducerRate is the ceiling: sarama's AsyncProducer fed as fast as it
 // takes messages of the scheduler's size, over the same keys, for d.
-func rawProducerRate(t *testing.T, kc sarama.Client, spec kafka.TopicSpec, sites []*monitoringv1alpha1.Website, d time.Duration) float64 {
+func rawProducerRate(t *testing.T, kc sarama.Client, spec kafka.TopicSpec, sites []*monitoringv1alpha1.Website, d time.Duration) producerRun {
 	producer, err := sarama.NewAsyncProducerFromClient(kc)
 	if err != nil {
 		t.Fatal(err)
@@ -211,7 +247,7 @@ func rawProducerRate(t *testing.T, kc sarama.Client, spec kafka.TopicSpec, sites
 	msgs := make([]prepared, len(sites))
 	now := time.Now()
 	for i, ws := range sites {
-		msgs[i] = prepared{sarama.StringEncoder(ws.UID),
+		msgs[i] = prepared{sarama.ByteEncoder(ws.UID),
 			task.NewPrefix(task.ForWebsite(ws)).Append(nil, string(ws.Spec.URLs[0]), 0, now, now, task.TriggerSchedule, "")}
 	}
 	var acked atomic.Int64
@@ -229,53 +265,58 @@ func rawProducerRate(t *testing.T, kc sarama.Client, spec kafka.TopicSpec, sites
 	}()
 	start := time.Now()
 	var measureFrom int64
+	var cpuFrom time.Duration
 	warm := start.Add(d / 4)
 	for i := 0; time.Since(start) < d; i++ {
 		if measureFrom == 0 && time.Now().After(warm) {
-			measureFrom = acked.Load()
-			warm = time.Now()
+			measureFrom, warm, cpuFrom = acked.Load(), time.Now(), testbed.ProcessCPU(t)
 		}
 		m := msgs[i%len(msgs)]
 		producer.Input() <- &sarama.ProducerMessage{Topic: spec.Name, Key: m.key, Value: sarama.ByteEncoder(m.value), Timestamp: time.Now()}
 	}
-	rate := float64(acked.Load()-measureFrom) / time.Since(warm).Seconds()
+	n, elapsed, cpu := acked.Load()-measureFrom, time.Since(warm), testbed.ProcessCPU(t)-cpuFrom
 	producer.AsyncClose()
 	<-done
-	return rate
+	return producerRun{rate: float64(n) / elapsed.Seconds(), cpuPerMsg: float64(cpu.Microseconds()) / float64(n)}
 }
 
 type schedulerRun struct {
 	rate, skipped            float64
 	latenessP50, latenessP99 float64
+	// cpuPerMsg is this process's CPU time per message published, µs.
+	cpuPerMsg float64
 }
 
 // runScheduler publishes sites at interval for d with the scheduler's own
 // publishing path, and measures its acknowledged rate after a warm-up.
-func runScheduler(t *testing.T, broker *kafka.DevBroker, pcfg *sarama.Config, spec kafka.TopicSpec,
+// The scheduler shares the Websites with the caller, as it shares them
+// with its informer's cache.
+func runScheduler(t *testing.T, brokers []string, pcfg *sarama.Config, spec kafka.TopicSpec,
 	sites []*monitoringv1alpha1.Website, interval time.Duration, d time.Duration) schedulerRun {
 	m := metrics.NewScheduler(prometheus.NewRegistry())
 	s := New(Options{
-		Kafka: pcfg, Brokers: broker.Addrs(), Topic: spec, MaxLateness: 5 * time.Second, MaxInFlight: 100_000, Metrics: m,
+		Kafka: pcfg, Brokers: brokers, Topic: spec, MaxLateness: 5 * time.Second, MaxInFlight: DefaultMaxInFlight, Metrics: m,
 	}, logr.Discard())
 	now := time.Now()
 	for _, ws := range sites {
-		ws := ws.DeepCopy()
 		ws.Spec.Interval = metav1.Duration{Duration: interval}
 		s.schedule.Set(ws, now)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- s.lead(ctx, newClient(t, broker, pcfg)) }()
+	go func() { done <- s.lead(ctx, newClient(t, brokers, s.opts.Kafka)) }()
 	published := func() float64 { return testutil.ToFloat64(m.Published.WithLabelValues("schedule")) }
 	skipped := func() float64 { return testutil.ToFloat64(m.SkippedLate) + testutil.ToFloat64(m.SkippedUnacknowledged) }
 	time.Sleep(d / 4)
-	from, fromSkipped, start := published(), skipped(), time.Now()
+	from, fromSkipped, start, cpuFrom := published(), skipped(), time.Now(), testbed.ProcessCPU(t)
 	fromLateness := histogram(t, m.Lateness)
 	time.Sleep(d)
 	lateness := histogram(t, m.Lateness)
+	n, elapsed, cpu := published()-from, time.Since(start), testbed.ProcessCPU(t)-cpuFrom
 	run := schedulerRun{
-		rate:    (published() - from) / time.Since(start).Seconds(),
-		skipped: skipped() - fromSkipped,
+		rate:      n / elapsed.Seconds(),
+		skipped:   skipped() - fromSkipped,
+		cpuPerMsg: float64(cpu.Microseconds()) / n,
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -16,6 +16,10 @@ const (
 	slotMask   = wheelSlots - 1
 )
 
+// maxSpareSlots bounds the emptied slot arrays kept for reuse, should the
+// schedule shrink.
+const maxSpareSlots = 1024
+
 // timingWheel holds the schedule's entries by due time. Adding an entry is
 // an append to its slot; taking the due ones sorts one slot at a time (a
 // few thousand entries at the highest rates) and reads it in order. Unlike
@@ -31,6 +35,11 @@ type timingWheel struct {
 	current []entry
 	pos     int
 	n       int
+	// spare are the arrays of slots emptied by open, for slots that fill
+	// next: at a given rate a slot holds about the same number of entries
+	// every turn, so after one interval appending no longer allocates,
+	// and slots beyond the longest interval hold no memory.
+	spare [][]entry
 }
 
 func newTimingWheel() *timingWheel {
@@ -67,7 +76,11 @@ func (w *timingWheel) add(e entry) {
 		w.current = slices.Insert(w.current, w.pos+i, e)
 		return
 	}
-	w.slots[abs&slotMask] = append(w.slots[abs&slotMask], e)
+	slot := &w.slots[abs&slotMask]
+	if *slot == nil && len(w.spare) > 0 {
+		*slot, w.spare = w.spare[len(w.spare)-1], w.spare[:len(w.spare)-1]
+	}
+	*slot = append(*slot, e)
 }
 
 // popDue removes and returns the earliest entry due at or before now.
@@ -106,6 +119,10 @@ func (w *timingWheel) open(abs int64) {
 	}
 	clear(slot[len(later):])
 	w.slots[abs&slotMask] = later
+	if len(later) == 0 && cap(later) > 0 && len(w.spare) < maxSpareSlots {
+		w.slots[abs&slotMask] = nil
+		w.spare = append(w.spare, later)
+	}
 	slices.SortFunc(w.current, func(a, b entry) int { return cmp.Compare(a.due, b.due) })
 }
 

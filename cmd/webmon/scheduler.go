@@ -39,7 +39,7 @@ func newSchedulerCommand() *cobra.Command {
 		namespace:     os.Getenv("POD_NAMESPACE"),
 		kafka:         kafka.Config{ClientID: "webmon-scheduler", Version: kafka.DefaultVersion},
 		topic:         kafka.TopicSpec{Name: kafka.DefaultTopic, Partitions: 32, ReplicationFactor: -1, Retention: time.Hour},
-		sched:         scheduler.Options{MaxLateness: 5 * time.Second, MaxInFlight: 100_000, CatchUpWindow: 30 * time.Second},
+		sched:         scheduler.Options{MaxLateness: 5 * time.Second, MaxInFlight: scheduler.DefaultMaxInFlight, CatchUpWindow: 30 * time.Second},
 		leaseDuration: 15 * time.Second,
 		renewDeadline: 10 * time.Second,
 		retryPeriod:   2 * time.Second,

@@ -92,6 +92,8 @@ type published struct {
 	task.Task
 	key       string
 	timestamp time.Time
+	// partition is where it was published, of partitions.
+	partition, partitions int32
 }
 
 func (p published) id() string {
@@ -141,7 +143,8 @@ func readTasks(t *testing.T, brokers string) *taskLog {
 				if err := task.Unmarshal(msg.Value, &tk); err != nil {
 					l.bad++
 				} else {
-					l.tasks = append(l.tasks, published{Task: tk, key: string(msg.Key), timestamp: msg.Timestamp})
+					l.tasks = append(l.tasks, published{Task: tk, key: string(msg.Key), timestamp: msg.Timestamp,
+						partition: msg.Partition, partitions: int32(len(partitions))})
 				}
 				l.mu.Unlock()
 			}
@@ -184,6 +187,11 @@ func checkTicks(t *testing.T, got []published, ws *monitoringv1alpha1.Website, f
 		byID[p.id()]++
 		if p.key != string(ws.UID) || p.timestamp.UnixMilli() != p.ScheduledAt.UnixMilli() || !p.Deadline.Equal(p.ScheduledAt.Add(interval)) {
 			t.Errorf("%s: key %s, timestamp %s, deadline %s", p.id(), p.key, p.timestamp, p.Deadline)
+		}
+		// Where sarama's hash partitioner puts the key, as the checkers
+		// and a new leader's catch-up expect.
+		if want, _ := sarama.NewHashPartitioner(testTopic).Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(ws.UID)}, p.partitions); p.partition != want {
+			t.Errorf("%s: on partition %d, want %d", p.id(), p.partition, want)
 		}
 		if p.ScheduledAt.Before(from.Add(-fringe)) || p.ScheduledAt.After(to.Add(fringe)) {
 			t.Errorf("%s: outside the window [%s, %s]", p.id(), from.Format(time.TimeOnly), to.Format(time.TimeOnly))
