@@ -34,11 +34,34 @@ var rollupSQL = func() string {
 		ON CONFLICT (website_uid, bucket, url_id) DO UPDATE SET
 			checks = r.checks + excluded.checks, up = r.up + excluded.up, missed = r.missed + excluded.missed,
 			latency_count = r.latency_count + excluded.latency_count, latency_sum_us = r.latency_sum_us + excluded.latency_sum_us,
-			latency_le = webmon_add_counts(r.latency_le, excluded.latency_le)`
+			latency_le = ` + sqlAddCounts("r.latency_le", "excluded.latency_le")
 	}
 	return `WITH moved AS (DELETE FROM rollup_pending RETURNING *),
 		minutes AS (` + upsert(TableMinuteRollups, "minute") + ` RETURNING 1)
 		` + upsert(TableHourRollups, "hour")
+}()
+
+// sqlAddCounts is SQL adding two latency_le arrays element by element, written
+// out: a function call per row (the schema's webmon_add_counts, which
+// unnests and aggregates) cost more than the rest of the upsert.
+func sqlAddCounts(a, b string) string {
+	terms := make([]string, len(LatencyBounds))
+	for i := range terms {
+		terms[i] = fmt.Sprintf("%s[%d] + %s[%d]", a, i+1, b, i+1)
+	}
+	return "ARRAY[" + strings.Join(terms, ", ") + "]"
+}
+
+// sqlSumCounts is SQL summing the latency_le arrays of the rows selected,
+// element by element, with PostgreSQL's own sum rather than the schema's
+// webmon_sum_counts aggregate, whose transition function is a SQL call per
+// row.
+var sqlSumCounts = func() string {
+	terms := make([]string, len(LatencyBounds))
+	for i := range terms {
+		terms[i] = fmt.Sprintf("coalesce(sum(latency_le[%d]), 0)", i+1)
+	}
+	return "ARRAY[" + strings.Join(terms, ", ") + "]"
 }()
 
 // Rollup counts the results stored since the last run into the minute and
@@ -109,7 +132,7 @@ func (s *Store) uptime(ctx context.Context, table, websiteUID string, since time
 		le    []int64
 	)
 	err := s.pool.QueryRow(ctx, `SELECT coalesce(sum(checks), 0), coalesce(sum(up), 0), coalesce(sum(missed), 0),
-			coalesce(sum(latency_count), 0), webmon_sum_counts(latency_le)
+			coalesce(sum(latency_count), 0), `+sqlSumCounts+`
 		FROM `+pgx.Identifier{table}.Sanitize()+` WHERE website_uid = $1 AND bucket >= $2`, websiteUID, since).
 		Scan(&u.Checks, &u.Up, &u.Missed, &count, &le)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -181,6 +182,20 @@ func TestPartitions(t *testing.T) {
 	want := map[string]int{"check_results_20261122": 10, "check_results_20261123": 10, "check_results_20261124": 10, "check_results_default": 20}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("rows per partition: %v, want %v", got, want)
+	}
+
+	// Every rollup partition, the migration's and the daily ones, leaves
+	// room on its pages for the updates of the rollup runs; the results'
+	// partitions, never updated, fill theirs.
+	var options []string
+	if err := pool.QueryRow(ctx, `SELECT array_agg(c.relname || ':' || coalesce(array_to_string(c.reloptions, ','), '') ORDER BY c.relname)
+		FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+		WHERE i.inhparent IN ('rollups_minute'::regclass, 'rollups_hour'::regclass, 'check_results'::regclass)
+			AND (c.relname LIKE '%default' OR c.relname LIKE '%20261122')`).Scan(&options); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(options, " "); got != "check_results_20261122: check_results_default: rollups_hour_20261122:fillfactor=70 rollups_hour_default:fillfactor=70 rollups_minute_20261122:fillfactor=70 rollups_minute_default:fillfactor=70" {
+		t.Errorf("storage parameters of the partitions: %s", got)
 	}
 
 	dropped, err := s.DropPartitionsBefore(ctx, TableResults, day0.AddDate(0, 0, 2))
