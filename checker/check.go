@@ -85,6 +85,7 @@ func (c *Checker) check(ctx context.Context, t *task.Task) *checked {
 		req.MaxRedirects = int(*t.Expect.MaxRedirects)
 	}
 	resp := c.prober.Do(ctx, req)
+	defer resp.Release() // nothing below keeps the body past the check
 	r.CheckedAt = c.clock.Now()
 	r.StatusCode, r.BodyBytes = resp.StatusCode, resp.BodyBytes
 	r.DNS, r.Connect, r.TLS, r.TTFB, r.Total = resp.Timings.DNS, resp.Timings.Connect, resp.Timings.TLS, resp.Timings.TTFB, resp.Timings.Total

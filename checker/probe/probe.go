@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -102,6 +103,8 @@ type Response struct {
 	Timings   Timings
 	// Redirects is how many redirects were followed.
 	Redirects int
+	// buf is the pooled buffer Body was read into, for Release.
+	buf *[]byte
 
 	// ErrorClass and Err are set when no full response arrived. Err's
 	// message is valid UTF-8 and bounded, whatever the server sent.
@@ -199,7 +202,8 @@ func (p *Prober) Do(ctx context.Context, req Request) *Response {
 	resp.StatusCode, resp.Proto, resp.Header, resp.TLS = httpResp.StatusCode, httpResp.Proto, httpResp.Header, httpResp.TLS
 	tr.setPhase(phaseBody)
 	limit := p.opts.BodyLimit
-	b, over, err := readBody(httpResp.Body, limit, httpResp.ContentLength)
+	resp.buf = bodyBuffers.Get().(*[]byte)
+	b, over, err := readBody(httpResp.Body, limit, httpResp.ContentLength, *resp.buf)
 	resp.Body = b
 	resp.BodyBytes = len(resp.Body)
 	switch {
@@ -212,17 +216,39 @@ func (p *Prober) Do(ctx context.Context, req Request) *Response {
 	return resp
 }
 
+// bodyBuffer is the size of the pooled buffers bodies are read into: most
+// pages a monitor checks fit, and a buffer allocated per check (and grown
+// from 512 bytes when the length is not announced) was a quarter of the
+// checker's allocations.
+const bodyBuffer = 16 << 10
+
+var bodyBuffers = sync.Pool{New: func() any { b := make([]byte, 0, bodyBuffer); return &b }}
+
+// Release gives the body's buffer back for another check. Neither the
+// Response nor its Body may be used after.
+func (r *Response) Release() {
+	if r.buf != nil {
+		bodyBuffers.Put(r.buf)
+	}
+	r.buf, r.Body = nil, nil
+}
+
 // readBody reads r to its end, or to limit bytes; over reports a longer
-// body, told by one byte more that is never kept. The buffer starts at the
-// announced length (when there is one) and doubles as the body grows, never
-// past limit: a huge or endless body costs limit bytes, not one doubling
-// more.
-func readBody(r io.Reader, limit, announced int64) (body []byte, over bool, err error) {
-	size := int64(512)
+// body, told by one byte more that is never kept. It reads into spare when
+// the body fits, else into a buffer that starts at the announced length
+// (when there is one) and doubles as the body grows, never past limit: a
+// huge or endless body costs limit bytes, not one doubling more.
+func readBody(r io.Reader, limit, announced int64, spare []byte) (body []byte, over bool, err error) {
+	size := max(int64(cap(spare)), 512)
 	if announced > 0 {
 		size = announced
 	}
-	buf := make([]byte, 0, max(1, min(size, limit)))
+	var buf []byte
+	if size <= int64(cap(spare)) {
+		buf = spare[:0:min(int64(cap(spare)), limit)]
+	} else {
+		buf = make([]byte, 0, max(1, min(size, limit)))
+	}
 	for {
 		if len(buf) == cap(buf) {
 			// Full: a byte more says whether the body ends here, before a

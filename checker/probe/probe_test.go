@@ -6,9 +6,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -297,4 +299,42 @@ func closedPort(t *testing.T) string {
 	addr := l.Addr().String()
 	_ = l.Close()
 	return addr
+}
+
+// TestBodyBuffers: bodies read into recycled buffers keep to the body
+// limit, announced or not, and a released buffer lends nothing of its
+// last body to the next check.
+func TestBodyBuffers(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		if r.URL.Query().Has("chunked") {
+			w.(http.Flusher).Flush() // no Content-Length
+		}
+		_, _ = io.WriteString(w, strings.Repeat(r.URL.Query().Get("c"), n))
+	}))
+	defer srv.Close()
+	p := NewProber(Options{BodyLimit: 100, UserAgent: "webmon/test"})
+	defer p.Close()
+	for _, tc := range []struct {
+		query string
+		want  string
+		over  bool
+	}{
+		{"n=100&c=a", strings.Repeat("a", 100), false},
+		{"n=101&c=a&chunked", "", true},
+		{"n=101&c=a", "", true},
+		{"n=3&c=b&chunked", "bbb", false},
+		{"n=0&c=c", "", false},
+		{"n=50000&c=d&chunked", "", true},
+		{"n=2&c=e", "ee", false},
+	} {
+		resp := p.Do(t.Context(), get(srv.URL+"/?"+tc.query))
+		switch {
+		case tc.over && (resp.ErrorClass != ClassBodyTooLarge || resp.BodyBytes != 101):
+			t.Errorf("%s: %s, %d bytes; want body_too_large at 101", tc.query, resp.ErrorClass, resp.BodyBytes)
+		case !tc.over && (resp.Failed() || string(resp.Body) != tc.want):
+			t.Errorf("%s: %q (%v), want %q", tc.query, resp.Body, resp.Err, tc.want)
+		}
+		resp.Release()
+	}
 }
