@@ -152,11 +152,12 @@ type Checker struct {
 	batcher  *batcher
 	status   *statusWriter
 
-	// probing holds a place per check being made; pending a place per
-	// task taken whose result is not stored.
-	probing, pending chan struct{}
-	checks           sync.WaitGroup
-	malformedLog     rate.Sometimes
+	// jobs are the tasks handed to the Concurrency probers; pending
+	// holds a place per task taken whose result is not stored.
+	jobs         chan job
+	pending      chan struct{}
+	checks       sync.WaitGroup
+	malformedLog rate.Sometimes
 }
 
 // New makes a checker; Start runs it.
@@ -170,7 +171,7 @@ func New(opts Options) *Checker {
 		prober:       probe.NewProber(opts.Probe),
 		plugins:      plugins.NewRegistry(opts.Plugins),
 		secrets:      newSecretValues(opts.Reader, opts.Clock),
-		probing:      make(chan struct{}, opts.Concurrency),
+		jobs:         make(chan job),
 		pending:      make(chan struct{}, opts.MaxPending),
 		malformedLog: rate.Sometimes{Interval: time.Second},
 	}
@@ -205,6 +206,11 @@ func (c *Checker) Start(ctx context.Context) error {
 		}
 	})
 
+	// Long-lived probers rather than a goroutine per check: a new
+	// goroutine's stack grows again in every check (5% of the CPU).
+	for range c.opts.Concurrency {
+		c.checks.Go(func() { c.probe(work) })
+	}
 	handler := &consumer{c: c, work: work}
 	var consumeErr error
 	for ctx.Err() == nil {
@@ -228,6 +234,7 @@ func (c *Checker) Start(ctx context.Context) error {
 	}
 	// No task is dispatched any more; checks still running past the drain
 	// are abandoned, unstored and uncommitted, to be redelivered.
+	close(c.jobs)
 	drained := make(chan struct{})
 	go func() { c.checks.Wait(); close(drained) }()
 	select {

@@ -108,25 +108,34 @@ func (c *Checker) dispatch(ctx, work context.Context, msg *sarama.ConsumerMessag
 		return nil
 	}
 	select {
-	case c.probing <- struct{}{}:
+	case c.jobs <- job{task: t, ref: ref}:
+		return nil
 	case <-ctx.Done():
 		c.release()
 		return ctx.Err()
 	}
-	c.metrics.InFlight.Inc()
-	c.checks.Go(func() {
-		result := c.check(work, t)
-		<-c.probing
+}
+
+// job is a task handed to a prober, with the message it came from.
+type job struct {
+	task *task.Task
+	ref  messageRef
+}
+
+// probe makes the checks handed to it until jobs is closed.
+func (c *Checker) probe(work context.Context) {
+	for j := range c.jobs {
+		c.metrics.InFlight.Inc()
+		result := c.check(work, j.task)
 		c.metrics.InFlight.Dec()
 		if work.Err() != nil {
 			// Stopped half done: not a result. The task is checked again
 			// after a restart.
 			c.release()
-			return
+			continue
 		}
-		c.batcher.add(result, ref)
-	})
-	return nil
+		c.batcher.add(result, j.ref)
+	}
 }
 
 // release frees a pending result's place.
