@@ -110,7 +110,11 @@ func TestStatusWritesThrottled(t *testing.T) {
 	site := serve(t, func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprint(w, "ok") })
 	ws := b.website("busy", []string{site.URL, site.URL + "/a", site.URL + "/b"})
 	const interval = 2 * time.Second
-	c := b.start(func(o *Options) { o.StatusInterval = interval })
+	var reads atomic.Int32
+	c := b.start(func(o *Options) {
+		o.StatusInterval = interval
+		o.Reader = countingReader{Reader: o.Reader, websites: &reads}
+	})
 
 	// Count the status writes at the API server: every MODIFIED event of
 	// the Website.
@@ -159,6 +163,11 @@ func TestStatusWritesThrottled(t *testing.T) {
 	if n := testutil.ToFloat64(c.metrics.StatusWrites.WithLabelValues(statusWritten)); int(n) != got {
 		t.Errorf("webmon_checker_status_writes_total{result=written} = %v, the API server saw %d", n, got)
 	}
+	// Nobody else wrote the Website: only the first write read it, the
+	// others started from what the API server returned.
+	if n := reads.Load(); n != 1 {
+		t.Errorf("the Website was read %d times for %d status writes, want once", n, got)
+	}
 	busy := b.get("busy")
 	if s := busy.Status; s.State != monitoringv1alpha1.WebsiteStateUp || s.Uptime == nil || s.Uptime.Last1h != "100.00%" {
 		t.Errorf("status %s, uptime %+v; want Up at 100.00%%", s.State, s.Uptime)
@@ -180,6 +189,19 @@ func TestStatusWritesThrottled(t *testing.T) {
 	if !owned {
 		t.Errorf("no status managedFields entry owns status.urls whole: %+v", busy.ManagedFields)
 	}
+}
+
+// countingReader counts the reads of Websites.
+type countingReader struct {
+	client.Reader
+	websites *atomic.Int32
+}
+
+func (r countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*monitoringv1alpha1.Website); ok {
+		r.websites.Add(1)
+	}
+	return r.Reader.Get(ctx, key, obj, opts...)
 }
 
 // TestStatusWriteConflicts: while another writer (the operator) keeps
