@@ -121,7 +121,7 @@ bench-scheduler: ## Publish 1,000,000 URLs through the scheduler against the emb
 .PHONY: bench-checker
 bench-checker: controlplane-tools ## Check 100,000 tasks end to end (Kafka, checks, PostgreSQL, status), against raw HTTP and COPY ceilings.
 	@mkdir -p $(BENCH_DIR)
-	env $(TESTBED_ENV) hack/with-postgres.sh go test -count=1 -run='^TestCheckerThroughput$$' -v ./checker/ -args -throughput.tasks=100000 -throughput.duration=5s -throughput.goals \
+	env $(TESTBED_ENV) hack/with-postgres.sh go test -count=1 -run='^TestCheckerThroughput$$' -v ./checker/ -args -throughput.tasks=100000 -throughput.duration=5s -throughput.rounds=5 -throughput.goals \
 		| tee -a /dev/stderr | $(FIGURES) | tee $(BENCH_DIR)/checker.txt
 
 .PHONY: bench-e2e

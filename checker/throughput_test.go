@@ -43,6 +43,7 @@ var (
 	throughputPlugins = flag.String("throughput.plugins", "", "plugins the benchmark's Websites enable, comma-separated (html-stats parses every page)")
 	throughputConc    = flag.Int("throughput.concurrency", 0, "checks at once, in the checker and the raw loop (0: the checker's default)")
 	throughputProf    = flag.String("throughput.cpuprofile", "", "write a CPU profile of the end-to-end phase to this file")
+	throughputRounds  = flag.Int("throughput.rounds", 3, "rounds of ceilings and checker; the figures are their medians")
 )
 
 // The benchmark's Websites: 200 of 50 URLs each over 4 target servers,
@@ -112,14 +113,20 @@ func TestCheckerThroughput(t *testing.T) {
 	bench := newCheckerBench(t, peer)
 	opts := benchOptions()
 	// The shared machine's speed drifts by tens of percent within a
-	// minute: ceilings and checker alternate, three rounds, and the
-	// figures are the medians of the rounds.
+	// minute: ceilings and checker alternate, round after round, and the
+	// figures are the medians of the rounds. The HTTP ceiling of a round
+	// is the mean of the raw loop just before the checker and just after
+	// it (the next round's before), so that a drift during the round
+	// weighs on both sides alike.
 	var httpCeilings, httpPerCPU, copyCeilings, storeRates, rates, httpRatios, copyRatios, perCPU []float64
 	var run checkerRun
-	for round := range 3 {
-		httpCeiling, httpCPU := rawHTTPRate(t, peer.targets, opts.Concurrency, *throughputPhase)
+	nextRaw, nextRawCPU := rawHTTPRate(t, peer.targets, opts.Concurrency, *throughputPhase)
+	for round := range *throughputRounds {
 		copyCeiling, storeRate := copyRates(t, round, opts.BatchSize, *throughputPhase)
+		before, beforeCPU := nextRaw, nextRawCPU
 		run = bench.run(round, *throughputTasks)
+		nextRaw, nextRawCPU = rawHTTPRate(t, peer.targets, opts.Concurrency, *throughputPhase)
+		httpCeiling, httpCPU := (before+nextRaw)/2, (beforeCPU+nextRawCPU)/2
 		t.Logf("round %d: http ceiling %.0f/s (%.0f per CPU second), checker %.0f/s (%.2f, %.0f per CPU second); copy ceiling %.0f rows/s, store %.0f rows/s (%.2f)",
 			round, httpCeiling, httpCPU, run.rate, run.rate/httpCeiling, run.perCPU(), copyCeiling, storeRate, storeRate/copyCeiling)
 		httpPerCPU = append(httpPerCPU, httpCPU)
@@ -129,6 +136,7 @@ func TestCheckerThroughput(t *testing.T) {
 	}
 	ratioVsHTTP, ratioVsCopy, checksPerCPU := median(httpRatios), median(copyRatios), median(perCPU)
 	for _, line := range []string{
+		fmt.Sprintf("rounds=%d", *throughputRounds),
 		fmt.Sprintf("tasks=%d", run.tasks),
 		fmt.Sprintf("concurrency=%d", opts.Concurrency),
 		fmt.Sprintf("reuse_connections=%v", *throughputReuse),
