@@ -73,9 +73,19 @@ func (b *batcher) add(c *checked, ref messageRef) { b.in <- item{checked: c, ref
 // owns: their next owner rebuilds it from PostgreSQL.
 func (b *batcher) own(owned map[int32]bool) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	b.owned = owned
-	maps.DeleteFunc(b.websites, func(_ string, w *websiteState) bool { return !owned[w.partition] })
+	var gone []string
+	maps.DeleteFunc(b.websites, func(uid string, w *websiteState) bool {
+		if !owned[w.partition] {
+			gone = append(gone, uid)
+		}
+		return !owned[w.partition]
+	})
+	b.mu.Unlock()
+	// Nor does this checker write their status any more.
+	for _, uid := range gone {
+		b.c.status.forget(uid)
+	}
 }
 
 // snapshot is a copy of a Website's state, or nil when this checker does

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -265,4 +266,23 @@ func TestStatusWriteConflicts(t *testing.T) {
 	})
 	t.Logf("%d writes of the other writer; the checker's: %v written, %v conflicts", operatorWrites.Load(),
 		testutil.ToFloat64(c.metrics.StatusWrites.WithLabelValues(statusWritten)), testutil.ToFloat64(c.metrics.StatusWrites.WithLabelValues(statusConflict)))
+}
+
+// TestReleasedWebsitesForgotten: when a rebalance takes a partition away,
+// the checker drops what it kept to write the status of its Websites,
+// the last written copy among it, not only their state.
+func TestReleasedWebsitesForgotten(t *testing.T) {
+	c := New(DefaultOptions())
+	for uid, partition := range map[string]int32{"kept": 2, "moved": 1} {
+		c.batcher.websites[uid] = &websiteState{uid: uid, partition: partition}
+		c.status.touched(uid, types.NamespacedName{Namespace: "shop", Name: uid}, false)
+		c.status.written[uid] = &monitoringv1alpha1.Website{}
+	}
+	c.batcher.own(map[int32]bool{2: true})
+	c.status.mu.Lock()
+	defer c.status.mu.Unlock()
+	if len(c.status.written) != 1 || c.status.written["kept"] == nil || len(c.status.names) != 1 || len(c.status.lastStored) != 1 {
+		t.Errorf("after the rebalance the status writer keeps %d written copies, %d names, %d store times; want only the kept Website's",
+			len(c.status.written), len(c.status.names), len(c.status.lastStored))
+	}
 }
