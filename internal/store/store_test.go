@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/webmon-dev/webmon/test/testbed"
 	"github.com/webmon-dev/webmon/test/testbed/postgres"
 )
 
@@ -284,4 +285,77 @@ func TestWriteHostileText(t *testing.T) {
 	if want := "bad \uFFFD bytes and a \uFFFD NUL"; msg != want {
 		t.Errorf("stored %q, want %q", msg, want)
 	}
+}
+
+// BenchmarkPostgresCPU is PostgreSQL's CPU time per result (the server's
+// processes, read from /proc) as the checkers load it: batches of 1,000
+// results of 10,000 URLs, each URL's next check 10 s after its last, with
+// a rollup run every 5 batches, against a raw COPY of the same rows.
+// hack/with-postgres.sh go test -run='^$' -bench=PostgresCPU ./internal/store
+func BenchmarkPostgresCPU(b *testing.B) {
+	const batch, urls, rollupEvery = 1000, 10_000, 5
+	s, pool := newStore(b)
+	start := time.Now().UTC().Truncate(time.Hour)
+	if err := s.EnsurePartitions(b.Context(), start, 2); err != nil {
+		b.Fatal(err)
+	}
+	uids := make([]string, urls/50)
+	for i := range uids {
+		uids[i] = fmt.Sprintf("6f1c7a52-3f0e-4c8e-9a53-%012d", i)
+	}
+	next := 0
+	batchOf := func() []Result {
+		out := make([]Result, batch)
+		for i := range out {
+			k := next*batch + i
+			u := k % urls
+			at := start.Add(time.Duration(k/urls)*10*time.Second + time.Duration(u)*time.Millisecond)
+			out[i] = Result{
+				WebsiteUID: uids[u%len(uids)], Namespace: "bench", Name: fmt.Sprintf("site-%d", u%len(uids)),
+				URL: fmt.Sprintf("https://shop-%d.example.com/page-%d", u%len(uids), u/len(uids)), URLIndex: u / len(uids),
+				ScheduledAt: at, CheckedAt: at.Add(50 * time.Millisecond), Outcome: OutcomeUp, StatusCode: 200,
+				Connect: 200 * time.Microsecond, TTFB: time.Millisecond, Total: 2 * time.Millisecond, BodyBytes: 2600,
+			}
+		}
+		next++
+		return out
+	}
+	measure := func(b *testing.B, store func() error) {
+		cpu := testbed.CommandCPU(b, "postgres")
+		for b.Loop() {
+			if err := store(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		// A moment for the server's background writers to count.
+		b.StopTimer()
+		time.Sleep(200 * time.Millisecond)
+		used := testbed.CommandCPU(b, "postgres") - cpu
+		b.ReportMetric(float64(used.Microseconds())/float64(batch*b.N), "pg-µs/row")
+		b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "rows/s")
+	}
+	b.Run("raw-copy", func(b *testing.B) {
+		measure(b, func() error {
+			rs := batchOf()
+			rows := make([][]any, len(rs))
+			for i := range rs {
+				rows[i] = rs[i].Row()
+			}
+			_, err := pool.CopyFrom(b.Context(), pgx.Identifier{"check_results"}, ResultColumns, pgx.CopyFromRows(rows))
+			return err
+		})
+	})
+	b.Run("write-and-rollup", func(b *testing.B) {
+		batches := 0
+		measure(b, func() error {
+			if _, err := s.Write(b.Context(), &Batch{Results: batchOf()}); err != nil {
+				return err
+			}
+			if batches++; batches%rollupEvery == 0 {
+				_, err := s.Rollup(b.Context())
+				return err
+			}
+			return nil
+		})
+	})
 }

@@ -6,59 +6,15 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
+
+	"github.com/webmon-dev/webmon/test/testbed"
 )
-
-// clockTick is the kernel's USER_HZ, the unit of /proc/<pid>/stat's times:
-// 100 on every Linux this runs on.
-const clockTick = 10 * time.Millisecond
-
-// procStat is what /proc/<pid>/stat says of a process.
-type procStat struct {
-	ppid int
-	// cpu is user and system time, its own; children is that of the
-	// children it has waited for (PostgreSQL's ended backends).
-	cpu, children time.Duration
-}
-
-func readStat(pid int) (procStat, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return procStat{}, false
-	}
-	// The command name, in parentheses, may hold spaces: fields start
-	// after its last ')'.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return procStat{}, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 15 {
-		return procStat{}, false
-	}
-	n := func(k int) time.Duration {
-		v, _ := strconv.ParseInt(f[k], 10, 64)
-		return time.Duration(v) * clockTick
-	}
-	ppid, _ := strconv.Atoi(f[1])
-	// Fields 14 to 17 of stat(5) (utime, stime, cutime, cstime) are 11 to
-	// 14 here, the state being field 3.
-	return procStat{ppid: ppid, cpu: n(11) + n(12), children: n(13) + n(14)}, true
-}
 
 // childrenOf lists the live processes whose parent is pid.
 func childrenOf(pid int) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
 	var kids []int
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if st, ok := readStat(p); ok && st.ppid == pid {
+	for _, p := range testbed.Pids() {
+		if st, ok := testbed.ReadProcStat(p); ok && st.PPID == pid {
 			kids = append(kids, p)
 		}
 	}

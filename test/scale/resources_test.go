@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/webmon-dev/webmon/test/testbed"
 	sys "github.com/webmon-dev/webmon/test/testbed/system"
 )
 
@@ -58,10 +59,10 @@ func (r *resources) cpu() cpuSnapshot {
 	for name, pids := range r.pids() {
 		snap[name] = map[int]time.Duration{}
 		for _, pid := range pids {
-			if st, ok := readStat(pid); ok {
+			if st, ok := testbed.ReadProcStat(pid); ok {
 				// A postmaster's children's time covers the backends
 				// that ended.
-				snap[name][pid] = st.cpu + st.children
+				snap[name][pid] = st.CPU + st.Children
 			}
 		}
 	}
