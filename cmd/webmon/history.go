@@ -130,10 +130,16 @@ func timestamp(t time.Time) string {
 	return t.UTC().Format(time.DateTime)
 }
 
+// shortDuration drops a Duration's zero tail: 24h, 10m, 1h30m.
 func shortDuration(d time.Duration) string {
 	s := d.String()
-	s = strings.TrimSuffix(s, "0s")
-	return strings.TrimSuffix(s, "0m")
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 func oneLine(s string, n int) string {

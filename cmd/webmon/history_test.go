@@ -121,3 +121,20 @@ func historyLines(t *testing.T, out, home, health string) map[string]int {
 	}
 	return lines
 }
+
+func TestShortDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		24 * time.Hour:                  "24h",
+		10 * time.Minute:                "10m",
+		90 * time.Minute:                "1h30m",
+		time.Hour + 10*time.Second:      "1h0m10s",
+		90 * time.Second:                "1m30s",
+		30 * time.Second:                "30s",
+		100 * time.Minute:               "1h40m",
+		20*time.Minute + 10*time.Second: "20m10s",
+	} {
+		if got := shortDuration(d); got != want {
+			t.Errorf("shortDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
