@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // The tables partitioned by day, each with a default partition that takes
@@ -20,6 +21,18 @@ const (
 )
 
 var partitionedTables = []string{TableResults, TableMinuteRollups, TableHourRollups}
+
+// partitionKey is each partitioned table's partition key column.
+var partitionKey = map[string]string{
+	TableResults:       columnScheduledAt,
+	TableMinuteRollups: "bucket",
+	TableHourRollups:   "bucket",
+}
+
+// checkViolation is PostgreSQL's SQLSTATE for a row that breaks a
+// constraint: here, a row of the default partition inside a partition
+// about to be created.
+const checkViolation = "23514"
 
 // partitionStorage are the storage parameters of a table's partitions.
 // The rollups are updated in place by every rollup run: pages left 30%
@@ -71,17 +84,47 @@ func (s *Store) EnsurePartitions(ctx context.Context, from time.Time, ahead int)
 	day := from.UTC().Truncate(24 * time.Hour)
 	for _, table := range partitionedTables {
 		for i := 0; i <= ahead; i++ {
-			start := day.AddDate(0, 0, i)
-			name := partitionName(table, start)
-			sql := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s PARTITION OF %s FOR VALUES FROM ('%s') TO ('%s')%s",
-				pgx.Identifier{name}.Sanitize(), pgx.Identifier{table}.Sanitize(),
-				start.Format(time.RFC3339), start.AddDate(0, 0, 1).Format(time.RFC3339), partitionStorage[table])
-			if _, err := s.pool.Exec(ctx, sql); err != nil {
-				return fmt.Errorf("creating partition %s: %w", name, err)
+			if err := s.ensurePartition(ctx, table, day.AddDate(0, 0, i)); err != nil {
+				return fmt.Errorf("creating partition %s: %w", partitionName(table, day.AddDate(0, 0, i)), err)
 			}
 		}
 	}
 	return nil
+}
+
+// ensurePartition creates table's partition of day unless it exists.
+// Rows of that day may already sit in the default partition (a task
+// scheduled days ahead by a clock that was wrong): PostgreSQL refuses to
+// create a partition over them, and refusing would stop every later
+// partition, and retention, from being made. They are moved into it
+// instead: the day's table is made apart, filled from the default
+// partition, and attached, all in one transaction.
+func (s *Store) ensurePartition(ctx context.Context, table string, day time.Time) error {
+	name := pgx.Identifier{partitionName(table, day)}.Sanitize()
+	parent, deflt := pgx.Identifier{table}.Sanitize(), pgx.Identifier{table + "_default"}.Sanitize()
+	from, to := day.Format(time.RFC3339), day.AddDate(0, 0, 1).Format(time.RFC3339)
+	bounds := fmt.Sprintf("FOR VALUES FROM ('%s') TO ('%s')", from, to)
+	_, err := s.pool.Exec(ctx, fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s PARTITION OF %s %s%s", name, parent, bounds, partitionStorage[table]))
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != checkViolation {
+		return err
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// Writers of the day wait the moment it takes, rather than put a
+		// row in the default partition between the move and the attach.
+		for _, sql := range []string{
+			"LOCK TABLE " + deflt + " IN ACCESS EXCLUSIVE MODE",
+			fmt.Sprintf("CREATE TABLE %s (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS)%s", name, parent, partitionStorage[table]),
+			fmt.Sprintf("WITH moved AS (DELETE FROM %s WHERE %s >= '%s' AND %s < '%s' RETURNING *) INSERT INTO %s SELECT * FROM moved",
+				deflt, partitionKey[table], from, partitionKey[table], to, name),
+			fmt.Sprintf("ALTER TABLE %s ATTACH PARTITION %s %s", parent, name, bounds),
+		} {
+			if _, err := tx.Exec(ctx, sql); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // ApplyRetention drops the partitions past r as of now, and returns their
@@ -102,8 +145,17 @@ func (s *Store) ApplyRetention(ctx context.Context, now time.Time, r Retention) 
 }
 
 // DropPartitionsBefore drops the daily partitions of table whose whole day
-// is before cutoff, and returns their names.
+// is before cutoff, and returns their names; rows of those days in the
+// default partition (stored after their day's partition was dropped, from
+// a task that old) are deleted too.
 func (s *Store) DropPartitionsBefore(ctx context.Context, table string, cutoff time.Time) ([]string, error) {
+	// A day goes once its end is not after cutoff: the days before
+	// cutoff's own.
+	firstKept := cutoff.UTC().Truncate(24 * time.Hour)
+	if _, err := s.pool.Exec(ctx, fmt.Sprintf("DELETE FROM %s WHERE %s < $1",
+		pgx.Identifier{table + "_default"}.Sanitize(), partitionKey[table]), firstKept); err != nil {
+		return nil, fmt.Errorf("deleting rows before %s from the default partition of %s: %w", firstKept.Format(time.RFC3339), table, err)
+	}
 	rows, err := s.pool.Query(ctx, `
 		SELECT c.relname FROM pg_inherits i
 		JOIN pg_class c ON c.oid = i.inhrelid

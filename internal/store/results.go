@@ -123,12 +123,15 @@ func Configure(cfg *pgxpool.Config) {
 var (
 	// ResultColumns are the columns of check_results, in Result.Row's order.
 	ResultColumns = []string{
-		"url_id", "scheduled_at", "website_uid", "namespace", "name", "url", "url_index", "trigger", "checked_at",
+		"url_id", columnScheduledAt, "website_uid", "namespace", "name", "url", "url_index", "trigger", "checked_at",
 		"outcome", "error_class", "error_message", "status_code",
 		"dns_us", "connect_us", "tls_us", "ttfb_us", "total_us", "body_bytes", "plugins",
 	}
-	pendingColumns = []string{"website_uid", "url_id", "scheduled_at", "outcome", "total_us"}
+	pendingColumns = []string{"website_uid", "url_id", columnScheduledAt, "outcome", "total_us"}
 )
+
+// columnScheduledAt is check_results' partition key.
+const columnScheduledAt = "scheduled_at"
 
 // Write stores a batch; once it returns nil, all of it is durable. A
 // result already stored (a redelivered task) is not stored again, nor

@@ -151,6 +151,29 @@ func TestConcurrentRedeliveries(t *testing.T) {
 	}
 }
 
+// rowsPerPartition counts table's rows by the partition holding them.
+func rowsPerPartition(t *testing.T, pool *pgxpool.Pool, table string) map[string]int {
+	t.Helper()
+	rows, err := pool.Query(t.Context(), "SELECT tableoid::regclass::text, count(*) FROM "+table+" GROUP BY 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	counts := map[string]int{}
+	for rows.Next() {
+		var name string
+		var n int
+		if err := rows.Scan(&name, &n); err != nil {
+			t.Fatal(err)
+		}
+		counts[name] = n
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return counts
+}
+
 // TestPartitions: results go to their day's partition (or the default one
 // when none is ready), and retention drops whole days.
 func TestPartitions(t *testing.T) {
@@ -167,19 +190,7 @@ func TestPartitions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rows, err := pool.Query(ctx, "SELECT tableoid::regclass::text, count(*) FROM check_results GROUP BY 1 ORDER BY 1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]int{}
-	for rows.Next() {
-		var name string
-		var n int
-		if err := rows.Scan(&name, &n); err != nil {
-			t.Fatal(err)
-		}
-		got[name] = n
-	}
+	got := rowsPerPartition(t, pool, TableResults)
 	want := map[string]int{"check_results_20261122": 10, "check_results_20261123": 10, "check_results_20261124": 10, "check_results_default": 20}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("rows per partition: %v, want %v", got, want)
@@ -206,9 +217,62 @@ func TestPartitions(t *testing.T) {
 	if fmt.Sprint(dropped) != "[check_results_20261122 check_results_20261123]" {
 		t.Errorf("dropped %v, want the 22nd and 23rd", dropped)
 	}
-	if got := count(t, pool, ""); got != 30 {
-		t.Errorf("%d rows left, want 30 (the 24th and the default partition)", got)
+	// The default partition's rows of the 21st went with them.
+	if got := count(t, pool, ""); got != 20 {
+		t.Errorf("%d rows left, want 20 (the 24th, and the 25th in the default partition)", got)
 	}
+}
+
+// TestPartitionsOverDefaultRows: rows that reached the default partitions
+// (a task scheduled days ahead by a wrong clock, one older than retention)
+// neither stop a later day's partition from being made, nor stay past
+// retention.
+func TestPartitionsOverDefaultRows(t *testing.T) {
+	s, pool := newStore(t)
+	ctx := t.Context()
+	if err := s.EnsurePartitions(ctx, day0, 0); err != nil {
+		t.Fatal(err)
+	}
+	ahead, old := day0.AddDate(0, 0, 2).Add(12*time.Hour), day0.AddDate(0, 0, -40).Add(12*time.Hour)
+	for _, at := range []time.Time{ahead, old} {
+		if _, err := s.Write(ctx, &Batch{Results: results(10, at, time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Rollup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	expect := func(when string, want map[string]string) {
+		t.Helper()
+		for table, want := range want {
+			if got := fmt.Sprint(rowsPerPartition(t, pool, table)); got != want {
+				t.Errorf("%s %s: rows %s, want %s", table, when, got, want)
+			}
+		}
+	}
+
+	if err := s.EnsurePartitions(ctx, day0, 3); err != nil {
+		t.Fatalf("creating partitions over rows of the default partition: %v", err)
+	}
+	expect("after the partitions were made", map[string]string{
+		TableResults:       "map[check_results_20261124:10 check_results_default:10]",
+		TableMinuteRollups: "map[rollups_minute_20261124:10 rollups_minute_default:10]",
+		TableHourRollups:   "map[rollups_hour_20261124:10 rollups_hour_default:10]",
+	})
+	// The moved partition has its key: a redelivery is still stored once.
+	if n, err := s.Write(ctx, &Batch{Results: results(10, ahead, time.Minute)}); err != nil || n != 0 {
+		t.Errorf("writing the moved results again stored %d (%v), want 0", n, err)
+	}
+
+	if _, err := s.ApplyRetention(ctx, day0, DefaultRetention); err != nil {
+		t.Fatal(err)
+	}
+	expect("after retention", map[string]string{
+		TableResults:       "map[check_results_20261124:10]",
+		TableMinuteRollups: "map[rollups_minute_20261124:10]",
+		// Hour rollups are kept 90 days.
+		TableHourRollups: "map[rollups_hour_20261124:10 rollups_hour_default:10]",
+	})
 }
 
 // BenchmarkWrite compares batches of 5,000 results stored idempotently
