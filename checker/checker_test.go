@@ -17,7 +17,8 @@ import (
 
 // TestChecksEndToEnd: tasks from Kafka become stored results, URL states,
 // a Website status, and Events; a missed task is stored as missed, and
-// malformed messages are counted and skipped.
+// malformed messages and tasks from a clock far ahead are counted and
+// skipped.
 func TestChecksEndToEnd(t *testing.T) {
 	b := newBed(t)
 	healthy := serve(t, func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprint(w, page(300)) })
@@ -36,6 +37,8 @@ func TestChecksEndToEnd(t *testing.T) {
 	for round := range 3 {
 		b.publish(tasks(ws, now.Add(time.Duration(round-3)*time.Second))...)
 	}
+	// From a scheduler whose clock is a day ahead: not checked.
+	b.publish(tasks(ws, now.Add(24*time.Hour))...)
 	late := tasks(ws, now.Add(-time.Hour))[0] // its deadline passed long ago
 	b.publish(late)
 
@@ -49,6 +52,9 @@ func TestChecksEndToEnd(t *testing.T) {
 	})
 	if n := testutil.ToFloat64(c.metrics.MalformedTasks.WithLabelValues("malformed")) + testutil.ToFloat64(c.metrics.MalformedTasks.WithLabelValues("unknown_version")); n != 2 {
 		t.Errorf("%v malformed messages counted, want 2", n)
+	}
+	if n := testutil.ToFloat64(c.metrics.MalformedTasks.WithLabelValues("scheduled_ahead")); n != 2 {
+		t.Errorf("%v tasks scheduled a day ahead counted, want 2", n)
 	}
 	if n := testutil.ToFloat64(c.metrics.MissedTasks); n != 1 {
 		t.Errorf("%v missed tasks counted, want 1", n)

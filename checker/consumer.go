@@ -3,7 +3,9 @@ package checker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/IBM/sarama"
 
@@ -88,13 +90,11 @@ func (h *consumer) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 func (c *Checker) dispatch(ctx, work context.Context, msg *sarama.ConsumerMessage, ref messageRef) error {
 	t := &task.Task{}
 	if err := task.Unmarshal(msg.Value, t); err != nil {
-		c.metrics.MalformedTasks.WithLabelValues(malformedReason(err)).Inc()
-		// At most a line a second: a flood of garbage must not flood the log.
-		c.malformedLog.Do(func() {
-			c.log.Info("skipping a malformed task message (counted in webmon_checker_malformed_tasks_total)",
-				"partition", msg.Partition, "offset", msg.Offset, "error", err.Error())
-		})
-		ref.done()
+		c.skipMalformed(msg, ref, malformedReason(err), err)
+		return nil
+	}
+	if ahead := t.ScheduledAt.Sub(c.clock.Now()); ahead > maxClockSkew {
+		c.skipMalformed(msg, ref, "scheduled_ahead", fmt.Errorf("scheduled %s ahead of this checker's clock", ahead.Round(time.Second)))
 		return nil
 	}
 	select {
@@ -114,6 +114,23 @@ func (c *Checker) dispatch(ctx, work context.Context, msg *sarama.ConsumerMessag
 		c.release()
 		return ctx.Err()
 	}
+}
+
+// maxClockSkew is how far ahead of a checker's clock a task may be
+// scheduled: a scheduler publishes a tick at its time, so a task from
+// further ahead comes from a clock that is wrong, or from no scheduler. It
+// is not checked (its result would be stored under a time yet to come).
+const maxClockSkew = 5 * time.Minute
+
+// skipMalformed counts and skips a message that is not a task to check.
+func (c *Checker) skipMalformed(msg *sarama.ConsumerMessage, ref messageRef, reason string, err error) {
+	c.metrics.MalformedTasks.WithLabelValues(reason).Inc()
+	// At most a line a second: a flood of garbage must not flood the log.
+	c.malformedLog.Do(func() {
+		c.log.Info("skipping a malformed task message (counted in webmon_checker_malformed_tasks_total)",
+			"partition", msg.Partition, "offset", msg.Offset, "reason", reason, "error", err.Error())
+	})
+	ref.done()
 }
 
 // job is a task handed to a prober, with the message it came from.

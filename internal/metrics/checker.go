@@ -16,7 +16,7 @@ const (
 //
 //	webmon_checker_checks_total              checks stored, by outcome (up, down, missed) and error class
 //	webmon_checker_missed_tasks_total        tasks that reached the checker after their deadline
-//	webmon_checker_malformed_tasks_total     task messages skipped, by reason (empty, unknown_version, malformed)
+//	webmon_checker_malformed_tasks_total     task messages skipped, by reason (empty, unknown_version, malformed, scheduled_ahead)
 //	webmon_checker_phase_seconds             duration of each phase of a check (dns, connect, tls, ttfb, total)
 //	webmon_checker_consumer_lag              messages behind the partition's end, by partition this checker owns
 //	webmon_checker_in_flight                 checks being made
@@ -64,7 +64,7 @@ func NewChecker(reg prometheus.Registerer) *Checker {
 		MissedTasks: prometheus.NewCounter(prometheus.CounterOpts(checker("missed_tasks_total",
 			"Tasks that reached the checker after their deadline, stored as missed without a check."))),
 		MalformedTasks: prometheus.NewCounterVec(prometheus.CounterOpts(checker("malformed_tasks_total",
-			"Task messages that could not be read and were skipped, by reason.")), []string{reasonLabel}),
+			"Task messages that could not be read, or were scheduled ahead of the checker's clock, and were skipped, by reason.")), []string{reasonLabel}),
 		Phases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: checkerSubsystem, Name: "phase_seconds",
 			Help:    "Duration of each phase of a check: dns, connect, tls, ttfb (time to first byte) and total.",
