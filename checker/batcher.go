@@ -160,7 +160,16 @@ func (b *batcher) prepare(ctx context.Context, items []item) *preparedBatch {
 	defer b.mu.Unlock()
 	for i, it := range items {
 		t, r := it.task, &it.result
+		verdicts := it.verdicts
 		ws := b.websites[t.UID]
+		if ws == nil {
+			// Forgotten since load, the lock released (the Website was
+			// deleted, or a rebalance gave its partition away): the result
+			// is stored, but its state is no longer this checker's to keep.
+			r.Plugins = marshalVerdicts(verdicts)
+			pb.batch.Results[i] = *r
+			continue
+		}
 		ws.partition = it.ref.partition
 		us := ws.url(t.URL)
 		urlID := store.URLID(t.UID, t.URL)
@@ -168,7 +177,6 @@ func (b *batcher) prepare(ctx context.Context, items []item) *preparedBatch {
 			pb.batch.URLs = append(pb.batch.URLs, store.URLState{URLID: urlID, WebsiteUID: t.UID, Namespace: t.Namespace, Name: t.Name, URL: t.URL})
 			us.recorded = true
 		}
-		verdicts := it.verdicts
 		for _, m := range it.measured {
 			p, _ := b.c.plugins.Get(m.Name)
 			h := us.histories[m.Name]
@@ -180,10 +188,7 @@ func (b *batcher) prepare(ctx context.Context, items []item) *preparedBatch {
 				}
 			}
 		}
-		if len(verdicts) > 0 {
-			slices.SortFunc(verdicts, func(x, y plugins.Result) int { return cmp.Compare(x.Name, y.Name) })
-			r.Plugins, _ = json.Marshal(verdicts)
-		}
+		r.Plugins = marshalVerdicts(verdicts)
 		pb.batch.Results[i] = *r
 		if r.Outcome == store.OutcomeMissed {
 			continue
@@ -211,6 +216,17 @@ func pluginConfig(c *checked, name string) map[string]string {
 		}
 	}
 	return nil
+}
+
+// marshalVerdicts is a result's plugin verdicts as stored, sorted by
+// plugin; nil without any.
+func marshalVerdicts(verdicts []plugins.Result) []byte {
+	if len(verdicts) == 0 {
+		return nil
+	}
+	slices.SortFunc(verdicts, func(x, y plugins.Result) int { return cmp.Compare(x.Name, y.Name) })
+	b, _ := json.Marshal(verdicts)
+	return b
 }
 
 // load rebuilds, from PostgreSQL, the state of the Websites in items that
@@ -274,7 +290,11 @@ func (b *batcher) load(ctx context.Context, items []item) error {
 		}
 		b.mu.Lock()
 		for _, it := range items {
-			us := b.websites[it.task.UID].url(it.task.URL)
+			ws := b.websites[it.task.UID]
+			if ws == nil {
+				continue // forgotten while the lock was released
+			}
+			us := ws.url(it.task.URL)
 			if us.histories[plugin] != nil {
 				continue
 			}

@@ -3,10 +3,15 @@ package checker
 import (
 	"fmt"
 	"net/http"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 
 	monitoringv1alpha1 "github.com/webmon-dev/webmon/api/v1alpha1"
+	"github.com/webmon-dev/webmon/checker/plugins"
+	"github.com/webmon-dev/webmon/internal/store"
+	"github.com/webmon-dev/webmon/internal/task"
 )
 
 // TestRebuildAfterReassignment: a checker that takes a Website's partition
@@ -99,4 +104,44 @@ func (b *batcher) assigned() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.owned != nil
+}
+
+// TestBatchPreparedWhileWebsiteForgotten: a Website forgotten while its
+// batch is prepared (deleted, or its partition given away at a rebalance,
+// both from other goroutines) has its results stored all the same, and
+// does not crash the checker. The batcher loads the state, releases its
+// lock for PostgreSQL, and takes it again; forgets race with that.
+func TestBatchPreparedWhileWebsiteForgotten(t *testing.T) {
+	opts := DefaultOptions()
+	opts.Store = st
+	c := New(opts)
+	const uid = "5b7a3f0e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
+	forgetting := make(chan struct{})
+	var stopped sync.WaitGroup
+	stopped.Go(func() {
+		for {
+			select {
+			case <-forgetting:
+				return
+			default:
+				c.batcher.forget(uid)
+				runtime.Gosched()
+			}
+		}
+	})
+	defer func() { close(forgetting); stopped.Wait() }()
+	at := time.Now().Add(-time.Hour)
+	for i := range 300 {
+		tk := &task.Task{UID: uid, Namespace: "shop", Name: "forgotten", URL: "https://shop.example.com/", FailureThreshold: 1, SuccessThreshold: 1}
+		tk.ScheduledAt = at.Add(time.Duration(i) * time.Second)
+		// html-stats' history is read with the lock released: the
+		// widest window.
+		it := item{checked: &checked{task: tk, result: store.Result{
+			WebsiteUID: uid, Namespace: "shop", Name: "forgotten", URL: tk.URL, ScheduledAt: tk.ScheduledAt, CheckedAt: tk.ScheduledAt, Outcome: store.OutcomeUp,
+		}, measured: []plugins.Result{{Name: "html-stats", Outcome: plugins.OK, Values: map[string]float64{"bytes": 2600}}}}}
+		pb := c.batcher.prepare(t.Context(), []item{it})
+		if pb == nil || len(pb.batch.Results) != 1 || pb.batch.Results[0].ScheduledAt != tk.ScheduledAt {
+			t.Fatalf("batch %d prepared as %+v, want its one result", i, pb)
+		}
+	}
 }
