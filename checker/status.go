@@ -117,7 +117,13 @@ func (s *statusWriter) next(ctx context.Context) bool {
 func (s *statusWriter) write(ctx context.Context, uid string) (string, error) {
 	s.mu.Lock()
 	name, ok := s.names[uid]
-	ws := s.written[uid].DeepCopy()
+	var ws *monitoringv1alpha1.Website
+	// A Website with no recent results may be gone: this write, its last
+	// until new results come, reads it, so that a deleted one's state is
+	// dropped rather than kept until a rebalance.
+	if s.c.clock.Since(s.lastStored[uid]) < 2*s.c.opts.RollupInterval {
+		ws = s.written[uid].DeepCopy()
+	}
 	s.mu.Unlock()
 	state := s.c.batcher.snapshot(uid)
 	if !ok || state == nil {
@@ -173,6 +179,7 @@ func (s *statusWriter) write(ctx context.Context, uid string) (string, error) {
 			return statusConflict, err
 		case apierrors.IsNotFound(err):
 			s.forget(uid)
+			s.c.batcher.forget(uid)
 			return statusGone, nil
 		}
 		return statusError, err

@@ -286,3 +286,38 @@ func TestReleasedWebsitesForgotten(t *testing.T) {
 			len(c.status.written), len(c.status.names), len(c.status.lastStored))
 	}
 }
+
+// TestDeletedWebsiteForgotten: once a Website is deleted, the checker
+// drops all it kept of it (its URL states, what it last wrote), though it
+// writes statuses from its own last copy: the write that follows its last
+// results reads the Website afresh.
+func TestDeletedWebsiteForgotten(t *testing.T) {
+	b := newBed(t)
+	site := serve(t, func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprint(w, "ok") })
+	ws := b.website("deleted", []string{site.URL})
+	uid := string(ws.UID)
+	c := b.start()
+	b.publish(tasks(ws, time.Now().Add(-time.Second))...)
+	eventually(t, 20*time.Second, func() error {
+		if got := b.get("deleted").Status.State; got != monitoringv1alpha1.WebsiteStateUp {
+			return fmt.Errorf("state %q, want Up", got)
+		}
+		return nil
+	})
+	if err := k8s.Delete(t.Context(), ws); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, func() error {
+		c.batcher.mu.Lock()
+		state := c.batcher.websites[uid] != nil
+		c.batcher.mu.Unlock()
+		c.status.mu.Lock()
+		_, named := c.status.names[uid]
+		written := c.status.written[uid] != nil
+		c.status.mu.Unlock()
+		if state || named || written {
+			return fmt.Errorf("the checker still keeps the deleted Website: state %v, name %v, last written copy %v", state, named, written)
+		}
+		return nil
+	})
+}
