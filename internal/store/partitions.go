@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // The tables partitioned by day, each with a default partition that takes
@@ -28,11 +27,6 @@ var partitionKey = map[string]string{
 	TableMinuteRollups: "bucket",
 	TableHourRollups:   "bucket",
 }
-
-// checkViolation is PostgreSQL's SQLSTATE for a row that breaks a
-// constraint: here, a row of the default partition inside a partition
-// about to be created.
-const checkViolation = "23514"
 
 // partitionStorage are the storage parameters of a table's partitions.
 // The rollups are updated in place by every rollup run: pages left 30%
@@ -98,25 +92,38 @@ func (s *Store) EnsurePartitions(ctx context.Context, from time.Time, ahead int)
 // create a partition over them, and refusing would stop every later
 // partition, and retention, from being made. They are moved into it
 // instead: the day's table is made apart, filled from the default
-// partition, and attached, all in one transaction.
+// partition, and attached, in the same transaction.
 func (s *Store) ensurePartition(ctx context.Context, table string, day time.Time) error {
 	name := pgx.Identifier{partitionName(table, day)}.Sanitize()
 	parent, deflt := pgx.Identifier{table}.Sanitize(), pgx.Identifier{table + "_default"}.Sanitize()
 	from, to := day.Format(time.RFC3339), day.AddDate(0, 0, 1).Format(time.RFC3339)
 	bounds := fmt.Sprintf("FOR VALUES FROM ('%s') TO ('%s')", from, to)
-	_, err := s.pool.Exec(ctx, fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s PARTITION OF %s %s%s", name, parent, bounds, partitionStorage[table]))
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || pgErr.Code != checkViolation {
-		return err
-	}
+	inDay := fmt.Sprintf("%s >= '%s' AND %s < '%s'", partitionKey[table], from, partitionKey[table], to)
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		// Writers of the day wait the moment it takes, rather than put a
-		// row in the default partition between the move and the attach.
+		// One process at a time: two makers of one partition would
+		// otherwise fail on each other, or deadlock over the locks of the
+		// table and its default partition.
+		var exists, stray bool
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", partitionAdvisoryLock); err != nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", name).Scan(&exists); err != nil || exists {
+			return err
+		}
+		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT FROM "+deflt+" WHERE "+inDay+")").Scan(&stray); err != nil {
+			return err
+		}
+		if !stray {
+			_, err := tx.Exec(ctx, fmt.Sprintf("CREATE TABLE %s PARTITION OF %s %s%s", name, parent, bounds, partitionStorage[table]))
+			return err
+		}
+		// The default partition is locked from the move to the attach, so
+		// that no row of the day lands in it between them (a writer that
+		// queued before the lock may then fail, and retries its batch).
 		for _, sql := range []string{
 			"LOCK TABLE " + deflt + " IN ACCESS EXCLUSIVE MODE",
 			fmt.Sprintf("CREATE TABLE %s (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS)%s", name, parent, partitionStorage[table]),
-			fmt.Sprintf("WITH moved AS (DELETE FROM %s WHERE %s >= '%s' AND %s < '%s' RETURNING *) INSERT INTO %s SELECT * FROM moved",
-				deflt, partitionKey[table], from, partitionKey[table], to, name),
+			fmt.Sprintf("WITH moved AS (DELETE FROM %s WHERE %s RETURNING *) INSERT INTO %s SELECT * FROM moved", deflt, inDay, name),
 			fmt.Sprintf("ALTER TABLE %s ATTACH PARTITION %s %s", parent, name, bounds),
 		} {
 			if _, err := tx.Exec(ctx, sql); err != nil {
@@ -193,6 +200,10 @@ func (s *Store) DropPartitionsBefore(ctx context.Context, table string, cutoff t
 // maintenanceAdvisoryLock serialises partition maintenance between
 // checkers and webmon migrate.
 const maintenanceAdvisoryLock = 0x7765626d6f6e02 // "webmon" 2
+
+// partitionAdvisoryLock serialises the making of each partition, a
+// transaction at a time (Maintain holds the one above for a session).
+const partitionAdvisoryLock = 0x7765626d6f6e03 // "webmon" 3
 
 // PartitionsAhead is how many days of partitions are kept ready beyond today.
 const PartitionsAhead = 3

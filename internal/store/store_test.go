@@ -251,9 +251,16 @@ func TestPartitionsOverDefaultRows(t *testing.T) {
 		}
 	}
 
-	if err := s.EnsurePartitions(ctx, day0, 3); err != nil {
-		t.Fatalf("creating partitions over rows of the default partition: %v", err)
+	// Two processes at once (two checkers' maintenance, webmon migrate).
+	var makers sync.WaitGroup
+	for range 2 {
+		makers.Go(func() {
+			if err := s.EnsurePartitions(ctx, day0, 3); err != nil {
+				t.Errorf("creating partitions over rows of the default partition: %v", err)
+			}
+		})
 	}
+	makers.Wait()
 	expect("after the partitions were made", map[string]string{
 		TableResults:       "map[check_results_20261124:10 check_results_default:10]",
 		TableMinuteRollups: "map[rollups_minute_20261124:10 rollups_minute_default:10]",
