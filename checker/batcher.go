@@ -76,10 +76,11 @@ func (b *batcher) own(owned map[int32]bool) {
 	b.owned = owned
 	var gone []string
 	maps.DeleteFunc(b.websites, func(uid string, w *websiteState) bool {
-		if !owned[w.partition] {
+		released := !owned[w.partition]
+		if released {
 			gone = append(gone, uid)
 		}
-		return !owned[w.partition]
+		return released
 	})
 	b.mu.Unlock()
 	// Nor does this checker write their status any more.

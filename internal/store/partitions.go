@@ -65,6 +65,10 @@ func (r Retention) Validate() error {
 	return errors.Join(errs...)
 }
 
+// defaultPartition is table's default partition, the migrations' name
+// for it, quoted for SQL.
+func defaultPartition(table string) string { return pgx.Identifier{table + "_default"}.Sanitize() }
+
 // partitionName is the daily partition of table holding day (UTC).
 func partitionName(table string, day time.Time) string {
 	return table + "_" + day.UTC().Format("20060102")
@@ -78,8 +82,9 @@ func (s *Store) EnsurePartitions(ctx context.Context, from time.Time, ahead int)
 	day := from.UTC().Truncate(24 * time.Hour)
 	for _, table := range partitionedTables {
 		for i := 0; i <= ahead; i++ {
-			if err := s.ensurePartition(ctx, table, day.AddDate(0, 0, i)); err != nil {
-				return fmt.Errorf("creating partition %s: %w", partitionName(table, day.AddDate(0, 0, i)), err)
+			d := day.AddDate(0, 0, i)
+			if err := s.ensurePartition(ctx, table, d); err != nil {
+				return fmt.Errorf("creating partition %s: %w", partitionName(table, d), err)
 			}
 		}
 	}
@@ -95,7 +100,7 @@ func (s *Store) EnsurePartitions(ctx context.Context, from time.Time, ahead int)
 // partition, and attached, in the same transaction.
 func (s *Store) ensurePartition(ctx context.Context, table string, day time.Time) error {
 	name := pgx.Identifier{partitionName(table, day)}.Sanitize()
-	parent, deflt := pgx.Identifier{table}.Sanitize(), pgx.Identifier{table + "_default"}.Sanitize()
+	parent, deflt := pgx.Identifier{table}.Sanitize(), defaultPartition(table)
 	from, to := day.Format(time.RFC3339), day.AddDate(0, 0, 1).Format(time.RFC3339)
 	bounds := fmt.Sprintf("FOR VALUES FROM ('%s') TO ('%s')", from, to)
 	inDay := fmt.Sprintf("%s >= '%s' AND %s < '%s'", partitionKey[table], from, partitionKey[table], to)
@@ -159,8 +164,7 @@ func (s *Store) DropPartitionsBefore(ctx context.Context, table string, cutoff t
 	// A day goes once its end is not after cutoff: the days before
 	// cutoff's own.
 	firstKept := cutoff.UTC().Truncate(24 * time.Hour)
-	if _, err := s.pool.Exec(ctx, fmt.Sprintf("DELETE FROM %s WHERE %s < $1",
-		pgx.Identifier{table + "_default"}.Sanitize(), partitionKey[table]), firstKept); err != nil {
+	if _, err := s.pool.Exec(ctx, fmt.Sprintf("DELETE FROM %s WHERE %s < $1", defaultPartition(table), partitionKey[table]), firstKept); err != nil {
 		return nil, fmt.Errorf("deleting rows before %s from the default partition of %s: %w", firstKept.Format(time.RFC3339), table, err)
 	}
 	rows, err := s.pool.Query(ctx, `
